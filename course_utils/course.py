@@ -1,0 +1,146 @@
+"""`setup()`: the one call at the top of every lesson. It configures the hub before any Hugging Face import,
+picks mode, device and dtype, seeds, prints what it decided, and returns a `Course` the lesson asks for
+sizes, step counts, models, datasets and generators."""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import hub
+from .validate import require_choice, require_multiple_of_8, require_positive_int
+
+MODES = ("smoke", "full")
+SMOKE_MAX_STEPS = 3
+SMOKE_MIN_SIZE = 32
+
+
+@dataclass
+class Course:
+    """What setup() decided, and the questions lessons ask of it."""
+
+    mode: str
+    device: str
+    dtype: Any  # torch.dtype
+    endpoint: str
+    cache_dir: Path
+    hub_ok: bool
+    seed: int = 0
+    sources: dict = field(default_factory=dict)
+
+    @property
+    def smoke(self) -> bool:
+        """True in smoke mode: tiny stand-in models, few steps, small images, fp32."""
+        return self.mode == "smoke"
+
+    def steps(self, n: int) -> int:
+        """Number of denoising/training steps: `n` in full mode, at most 3 in smoke mode."""
+        require_positive_int("steps", n)
+        return n if not self.smoke else min(n, SMOKE_MAX_STEPS)
+
+    def size(self, px: int) -> int:
+        """Image side in pixels: `px` in full mode; px/8 (at least 32, a multiple of 8) in smoke mode."""
+        require_multiple_of_8(px, px)
+        return px if not self.smoke else max(SMOKE_MIN_SIZE, px // 8 // 8 * 8)
+
+    def model(self, name: str) -> Path:
+        """Local folder for a registry model (cache, download or stand-in); prints where it came from."""
+        from .models import resolve
+        from .registry import model_spec
+
+        spec = model_spec(name)
+        found = resolve(spec, smoke=self.smoke, hub_ok=self.hub_ok, standin_root=self.cache_dir / "course-standins")
+        self.sources[spec.name] = found.source
+        print(found)
+        return found.path
+
+    def dataset(self, name: str, split: str = "train", **kwargs):
+        """Load an image dataset by short name, hub id or folder, with the offline fallbacks of course_utils.data."""
+        from .data import load_image_dataset
+
+        return load_image_dataset(name, split=split, hub_ok=self.hub_ok, **kwargs)
+
+    def generator(self, seed: int | None = None):
+        """A torch.Generator seeded with `seed` (default: the course seed), on the device the lesson uses."""
+        import torch
+
+        device = "cpu" if self.device == "mps" else self.device  # MPS generators are not reproducible
+        return torch.Generator(device=device).manual_seed(self.seed if seed is None else seed)
+
+
+def pick_device() -> str:
+    """cuda if there is an NVIDIA GPU, else mps on Apple silicon, else cpu."""
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def pick_dtype(device: str, mode: str):
+    """bf16 on GPUs that support it, fp16 on older GPUs and MPS, fp32 on CPU and always in smoke mode."""
+    import torch
+
+    if mode == "smoke" or device == "cpu":
+        return torch.float32
+    if device == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def pick_mode(mode: str | None, device: str) -> str:
+    """COURSE_MODE (argument, then environment), else full with a GPU and smoke without."""
+    mode = mode or os.environ.get("COURSE_MODE") or ("full" if device == "cuda" else "smoke")
+    return require_choice("COURSE_MODE", mode.strip().lower(), MODES, "Set COURSE_MODE=smoke or COURSE_MODE=full.")
+
+
+def _token_status() -> str:
+    from huggingface_hub import get_token
+
+    if os.environ.get("HF_TOKEN"):
+        return "found in HF_TOKEN"
+    return "found (saved by `hf auth login`)" if get_token() else "none (only needed for gated repos and push_to_hub)"
+
+
+def setup(mode: str | None = None, mirror: str | None = None, seed: int = 0, probe_timeout: float = 1.0) -> Course:
+    """Configure the hub, pick mode/device/dtype, seed everything, print a status block, return a Course."""
+    if mode is not None:  # validate before doing anything else
+        require_choice("mode", mode, MODES)
+    hub.configure_hub_env(mirror)
+    endpoint = os.environ["HF_ENDPOINT"]
+    started = time.perf_counter()
+    offline = hub.offline_requested()
+    hub_ok = not offline and hub.hub_reachable(endpoint, timeout=probe_timeout)
+    probe_s = time.perf_counter() - started
+    if not hub_ok:
+        # Libraries read this at import: they now fail at once instead of retrying for ~30 s per file.
+        os.environ["HF_HUB_OFFLINE"] = "1"
+
+    import torch
+    from accelerate.utils import set_seed
+    from huggingface_hub import constants
+
+    device = pick_device()
+    chosen_mode = pick_mode(mode, device)
+    dtype = pick_dtype(device, chosen_mode)
+    set_seed(seed)
+    course = Course(chosen_mode, device, dtype, endpoint, Path(constants.HF_HOME), hub_ok, seed)
+    why = "HF_HUB_OFFLINE=1" if offline else f"probe took {probe_s:.1f} s"
+    state = "reachable" if hub_ok else f"NOT reachable, offline mode on ({why})"
+    models = "real checkpoints" if chosen_mode == "full" else "tiny stand-ins with random weights"
+    print(
+        "course_utils.setup()\n"
+        f"  mode      : {chosen_mode} ({models}; set COURSE_MODE to change)\n"
+        f"  device    : {device}" + (f" ({torch.cuda.get_device_name(0)})" if device == "cuda" else "") + "\n"
+        f"  dtype     : {str(dtype).replace('torch.', '')}\n"
+        f"  endpoint  : {endpoint}\n"
+        f"  hub       : {state}\n"
+        f"  cache     : {constants.HF_HUB_CACHE}\n"
+        f"  token     : {_token_status()}\n"
+        f"  seed      : {seed}"
+    )
+    return course

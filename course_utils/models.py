@@ -1,0 +1,65 @@
+"""Where a model's files come from: the local hub cache, a download through the configured endpoint, or a
+stand-in built here. Every lesson loads from the returned folder with plain `from_pretrained(folder)`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .registry import ModelSpec
+from .standins import get_standin
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved model: the local folder, and where its files came from (cache, download or stand-in)."""
+
+    spec: ModelSpec
+    path: Path
+    source: str
+    detail: str = ""
+
+    def __str__(self) -> str:
+        return f"model {self.spec.name!r} ({self.spec.repo_id}): {self.source}{self.detail} -> {self.path}"
+
+
+def _complete(folder: Path, spec: ModelSpec) -> bool:
+    return all((folder / name).exists() for name in spec.required)
+
+
+def from_cache(spec: ModelSpec) -> Path | None:
+    """The repo's snapshot folder in the hub cache if every required file is there, else None. No network."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = Path(snapshot_download(spec.repo_id, allow_patterns=list(spec.allow_patterns), local_files_only=True))
+    except Exception:  # LocalEntryNotFoundError and friends: simply not cached
+        return None
+    return folder if _complete(folder, spec) else None
+
+
+def download(spec: ModelSpec) -> Path:
+    """Download the files the course needs (safetensors + configs, resumable, with a progress bar)."""
+    from huggingface_hub import snapshot_download
+
+    folder = Path(snapshot_download(spec.repo_id, allow_patterns=list(spec.allow_patterns)))
+    missing = [name for name in spec.required if not (folder / name).exists()]
+    if missing:
+        raise FileNotFoundError(f"{spec.repo_id}: download finished but {missing} are missing")
+    return folder
+
+
+def resolve(spec: ModelSpec, *, smoke: bool, hub_ok: bool, standin_root: Path) -> ModelSource:
+    """Pick the model folder: smoke mode -> tiny stand-in; else cache, then download, then full-size stand-in."""
+    if smoke:
+        return ModelSource(spec, get_standin(standin_root, spec, "tiny"), "stand-in", ", tiny random weights (smoke mode)")
+    cached = from_cache(spec)
+    if cached is not None:
+        return ModelSource(spec, cached, "hub cache")
+    reason = "hub unreachable"
+    if hub_ok:
+        try:
+            return ModelSource(spec, download(spec), "downloaded")
+        except Exception as err:  # a mirror outage must not end the lesson: say so and carry on offline
+            reason = f"download failed ({type(err).__name__}: {str(err)[:200]})"
+    folder = get_standin(standin_root, spec, "full")
+    return ModelSource(spec, folder, "stand-in", f", full-size architecture with RANDOM weights ({reason})")

@@ -1,0 +1,88 @@
+"""The one list of hub ids the course uses, with what to download for each. Current ids only: runwayml's
+SD 1.5 repo and Stability's SD 2.x repos were deleted, and old tutorials that name them fail with a 401/OSError."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .validate import did_you_mean
+
+_SD_FILES = (
+    "model_index.json",
+    "scheduler/scheduler_config.json",
+    "tokenizer/*",
+    "feature_extractor/preprocessor_config.json",
+    "text_encoder/config.json",
+    "text_encoder/model.safetensors",
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.safetensors",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+)
+_SD_REQUIRED = (
+    "model_index.json",
+    "scheduler/scheduler_config.json",
+    "tokenizer/vocab.json",
+    "text_encoder/model.safetensors",
+    "unet/diffusion_pytorch_model.safetensors",
+    "vae/diffusion_pytorch_model.safetensors",
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A hub repo the course loads: its id, what kind of stand-in replaces it offline, and which files to fetch."""
+
+    name: str
+    repo_id: str
+    kind: str  # "ddpm", "sd" or "sd-inpaint": which stand-in builder matches its architecture
+    about: str
+    allow_patterns: tuple[str, ...]
+    required: tuple[str, ...]
+
+
+def _sd(name: str, repo_id: str, about: str, kind: str = "sd") -> ModelSpec:
+    return ModelSpec(name, repo_id, kind, about, _SD_FILES, _SD_REQUIRED)
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec(
+            "ddpm-cat",
+            "google/ddpm-cat-256",
+            "ddpm",
+            "DDPM trained on 256 px cat photos (UNet2DModel + DDPMScheduler, pixel space)",
+            ("model_index.json", "config.json", "scheduler_config.json", "diffusion_pytorch_model.safetensors"),
+            ("config.json", "scheduler_config.json", "diffusion_pytorch_model.safetensors"),
+        ),
+        _sd("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "Stable Diffusion v1.5, 512 px (the community copy of runwayml's deleted repo)"),
+        _sd("sd14", "CompVis/stable-diffusion-v1-4", "Stable Diffusion v1.4, 512 px"),
+        _sd("sd15-inpaint", "stable-diffusion-v1-5/stable-diffusion-inpainting", "SD 1.5 inpainting: a UNet with 9 input channels", "sd-inpaint"),
+        _sd("dreamlike-photoreal", "dreamlike-art/dreamlike-photoreal-2.0", "Dreamlike Photoreal 2.0, an SD 1.5 fine-tune for photographic images"),
+    )
+}
+
+DATASETS: dict[str, str] = {
+    "flowers": "huggan/flowers-102-categories",
+    "butterflies": "huggan/smithsonian_butterflies_subset",
+}
+
+
+def model_spec(name: str) -> ModelSpec:
+    """Look a model up by short name or by hub id; unknown names raise a KeyError that lists the known ones."""
+    if name in MODELS:
+        return MODELS[name]
+    for spec in MODELS.values():
+        if spec.repo_id == name:
+            return spec
+    known = "\n".join(f"  {s.name:<20} {s.repo_id}" for s in MODELS.values())
+    raise KeyError(
+        f"Unknown model {name!r}.{did_you_mean(name, list(MODELS) + [s.repo_id for s in MODELS.values()])}\n"
+        f"Known models (short name, hub id):\n{known}\n"
+        "For any other repo, call diffusers' from_pretrained(repo_id) directly."
+    )
+
+
+def dataset_id(name: str) -> str:
+    """Hub id of a course dataset given its short name; other strings pass through (a hub id or a local path)."""
+    return DATASETS.get(name, name)

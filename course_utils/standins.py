@@ -1,0 +1,125 @@
+"""Stand-in models: random weights in the real architecture, saved in the hub repo's folder layout, so that the
+lesson's own `from_pretrained(folder)` code runs unchanged when the hub cannot be reached."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from . import architectures as arch
+from .registry import ModelSpec
+
+STANDIN_VERSION = 1
+TOKENIZER_FILES = Path(__file__).parent / "assets" / "clip_tokenizer"
+SIZES = ("tiny", "full")
+
+
+def clip_tokenizer():
+    """The real CLIP BPE tokenizer (49,408 tokens, 77-token context), built from files shipped in the package."""
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer(
+        str(TOKENIZER_FILES / "vocab.json"),
+        str(TOKENIZER_FILES / "merges.txt"),
+        bos_token="<|startoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        model_max_length=77,
+    )
+
+
+def _build_ddpm(folder: Path, size: str) -> None:
+    """google/ddpm-cat-256 layout: UNet and scheduler files at the repo root, plus model_index.json."""
+    import diffusers
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    UNet2DModel(**arch.DDPM_UNET[size]).save_pretrained(folder)
+    DDPMScheduler(**arch.DDPM_SCHEDULER).save_pretrained(folder)
+    index = {
+        "_class_name": "DDPMPipeline",
+        "_diffusers_version": diffusers.__version__,
+        "scheduler": ["diffusers", "DDPMScheduler"],
+        "unet": ["diffusers", "UNet2DModel"],
+    }
+    (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+
+
+def _build_sd(folder: Path, size: str, kind: str) -> None:
+    """Stable Diffusion v1 layout: model_index.json with unet/, vae/, text_encoder/, tokenizer/, scheduler/."""
+    import diffusers
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    unet_config = dict(arch.SD_UNET[size])
+    if kind == "sd-inpaint":
+        unet_config["in_channels"] = 9  # noisy latents (4) + mask (1) + masked-image latents (4)
+    scheduler_class, extra = arch.SD_SCHEDULERS[kind]
+    scheduler = getattr(diffusers, scheduler_class).from_config({**arch.SD_SCHEDULER_COMMON, **extra})
+    text_config = CLIPTextConfig(**arch.CLIP_TEXT_COMMON, **arch.SD_TEXT_ENCODER[size])
+    pipe = StableDiffusionPipeline(
+        vae=AutoencoderKL(**arch.SD_VAE[size]),
+        text_encoder=CLIPTextModel(text_config),
+        tokenizer=clip_tokenizer(),
+        unet=UNet2DConditionModel(**unet_config),
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(folder)
+    for name in ("vocab.json", "merges.txt"):  # the real repos ship these too; older loaders read them
+        shutil.copy(TOKENIZER_FILES / name, folder / "tokenizer" / name)
+    if kind == "sd-inpaint":  # the real inpainting repo names its own pipeline class
+        index = json.loads((folder / "model_index.json").read_text())
+        index["_class_name"] = "StableDiffusionInpaintPipeline"
+        (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+
+
+def _write_readme(folder: Path, spec: ModelSpec, size: str) -> None:
+    (folder / "STANDIN.md").write_text(
+        f"# Stand-in for {spec.repo_id}\n\n"
+        f"Built by course_utils because the hub was not used (smoke mode, or no network). Architecture: {size} "
+        f"version of {spec.about}. The weights are RANDOM (seed 0): images from it are noise-like patterns, "
+        "but every shape, config and file layout matches the real repo, so the lesson code runs unchanged.\n"
+    )
+
+
+def build_standin(spec: ModelSpec, folder: Path, size: str = "tiny") -> Path:
+    """Build the stand-in for `spec` into `folder` (atomically) and return `folder`."""
+    if size not in SIZES:
+        raise ValueError(f"size={size!r}: expected one of {SIZES}.")
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}-", dir=folder.parent))
+    try:
+        with torch.random.fork_rng(devices=[]):  # same weights every time, without touching the caller's RNG
+            torch.manual_seed(0)
+            if spec.kind == "ddpm":
+                _build_ddpm(tmp, size)
+            else:
+                _build_sd(tmp, size, spec.kind)
+        _write_readme(tmp, spec, size)
+        if folder.exists():  # another process finished first; keep theirs
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def standin_folder(root: Path, spec: ModelSpec, size: str) -> Path:
+    """Where the stand-in for `spec` at `size` lives under `root`; the version in the name forces a rebuild."""
+    return Path(root) / f"{spec.name}-{size}-v{STANDIN_VERSION}"
+
+
+def get_standin(root: Path, spec: ModelSpec, size: str = "tiny") -> Path:
+    """Return the stand-in folder, building it on first use."""
+    folder = standin_folder(root, spec, size)
+    return folder if (folder / "STANDIN.md").exists() else build_standin(spec, folder, size)

@@ -1,0 +1,33 @@
+"""Store notebooks the way the course keeps them: no outputs or execution counts, a plain `python3` kernelspec,
+no editor metadata. Run after editing:  python scripts/normalize_notebooks.py notebooks/*.ipynb"""
+from __future__ import annotations
+
+import sys
+
+import nbformat
+
+KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+
+
+def normalize(path: str) -> bool:
+    """Rewrite `path` in normal form; return True if it changed."""
+    nb = nbformat.read(path, as_version=4)
+    before = nbformat.writes(nb)
+    nb.metadata = {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
+    for cell in nb.cells:
+        cell.metadata = {k: v for k, v in cell.metadata.items() if k == "tags"}
+        if cell.cell_type == "code":
+            cell.outputs = []
+            cell.execution_count = None
+        cell.pop("id", None)
+    nb.nbformat_minor = 4  # no cell ids: keeps diffs small
+    after = nbformat.writes(nb)
+    if after != before:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(after)
+    return after != before
+
+
+if __name__ == "__main__":
+    changed = [p for p in sys.argv[1:] if normalize(p)]
+    print(f"normalized {len(changed)} of {len(sys.argv) - 1} notebooks")
