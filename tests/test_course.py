@@ -1,0 +1,169 @@
+"""setup() and the Course object: mode, sizes, generators, and where models come from."""
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+import torch
+
+import course_utils
+from course_utils import models
+from course_utils.course import Course, pick_dtype, pick_mode
+from course_utils.registry import MODELS
+
+
+def make_course(tmp_path, mode="smoke", hub_ok=False) -> Course:
+    return Course(mode, "cpu", torch.float32, "https://huggingface.co", tmp_path, hub_ok)
+
+
+def test_setup_prints_status_and_decides_offline_fast(monkeypatch, capsys):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("COURSE_MODE", "smoke")
+    start = time.perf_counter()
+    course = course_utils.setup(probe_timeout=1.0)
+    elapsed = time.perf_counter() - start
+    out = capsys.readouterr().out
+    for field in ("mode", "device", "dtype", "endpoint", "hub", "cache", "token"):
+        assert f"  {field}" in out
+    assert course.mode == "smoke" and course.device == "cpu" and course.dtype == torch.float32
+    if not course.hub_ok:
+        assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert elapsed < 5.0  # probe <= 2 s plus imports already loaded
+
+
+def test_setup_never_prints_the_token(monkeypatch, capsys):
+    monkeypatch.setenv("HF_TOKEN", "hf_" + "x" * 34)
+    course_utils.setup(mode="smoke")
+    out = capsys.readouterr().out
+    assert "xxxx" not in out and "found in HF_TOKEN" in out
+
+
+def test_mode_typo_is_explained(monkeypatch):
+    monkeypatch.setenv("COURSE_MODE", "smok")
+    with pytest.raises(ValueError, match="Did you mean 'smoke'"):
+        pick_mode(None, "cpu")
+    with pytest.raises(ValueError, match="COURSE_MODE"):
+        course_utils.setup()
+
+
+def test_mode_defaults_follow_the_hardware(monkeypatch):
+    monkeypatch.delenv("COURSE_MODE", raising=False)
+    assert pick_mode(None, "cpu") == "smoke" and pick_mode(None, "cuda") == "full"
+    assert pick_mode("full", "cpu") == "full"
+
+
+def test_dtype_per_device():
+    assert pick_dtype("cpu", "full") == torch.float32
+    assert pick_dtype("cuda", "smoke") == torch.float32
+    assert pick_dtype("mps", "full") == torch.float16
+
+
+def test_steps_and_sizes(tmp_path):
+    smoke, full = make_course(tmp_path), make_course(tmp_path, "full")
+    assert (smoke.steps(50), smoke.steps(2), full.steps(50)) == (3, 2, 50)
+    assert (smoke.size(512), smoke.size(256), smoke.size(128), full.size(512)) == (64, 32, 32, 512)
+    for bad in (0, -3, 2.5):
+        with pytest.raises(ValueError, match="steps"):
+            smoke.steps(bad)
+    with pytest.raises(ValueError, match="multiples of 8"):
+        full.size(500)
+
+
+def test_generator_is_seeded(tmp_path):
+    course = make_course(tmp_path)
+    a = torch.randn(4, generator=course.generator(7))
+    assert torch.equal(a, torch.randn(4, generator=course.generator(7)))
+    assert not torch.equal(a, torch.randn(4, generator=course.generator(8)))
+
+
+def test_smoke_model_is_a_tiny_standin_and_says_so(tmp_path, capsys):
+    folder = make_course(tmp_path).model("ddpm-cat")
+    assert (folder / "STANDIN.md").exists()
+    assert "stand-in, tiny random weights" in capsys.readouterr().out
+
+
+def test_unknown_model_name(tmp_path):
+    with pytest.raises(KeyError, match="Known models"):
+        make_course(tmp_path).model("stable-diffusion")
+
+
+def _fake_cache(hf_home, repo_id, files):
+    """Lay out a repo in the hub cache the way huggingface_hub does (refs/main -> snapshots/<commit>)."""
+    repo = hf_home / "hub" / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    for name in files:
+        (snapshot / name).parent.mkdir(parents=True, exist_ok=True)
+        (snapshot / name).write_text("{}")
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    return snapshot
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """Point huggingface_hub at an empty cache in tmp_path for the duration of one test."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    return tmp_path
+
+
+def test_full_mode_prefers_the_hub_cache(hub_cache, monkeypatch):
+    spec = MODELS["ddpm-cat"]
+    snapshot = _fake_cache(hub_cache, spec.repo_id, spec.required)
+    monkeypatch.setattr(models, "download", lambda spec: pytest.fail("must not download when cached"))
+    found = models.resolve(spec, smoke=False, hub_ok=True, standin_root=hub_cache / "standins")
+    assert found.source == "hub cache" and found.path == snapshot
+
+
+def test_incomplete_cache_is_not_used(hub_cache, monkeypatch):
+    spec = MODELS["ddpm-cat"]
+    _fake_cache(hub_cache, spec.repo_id, ["config.json"])  # weights missing: an interrupted download
+    assert models.from_cache(spec) is None
+
+
+def test_full_mode_downloads_when_reachable(hub_cache, monkeypatch):
+    spec = MODELS["ddpm-cat"]
+    monkeypatch.setattr(models, "download", lambda s: hub_cache / "downloaded")
+    found = models.resolve(spec, smoke=False, hub_ok=True, standin_root=hub_cache / "standins")
+    assert found.source == "downloaded"
+
+
+def test_failed_download_falls_back_to_full_size_standin(hub_cache, monkeypatch):
+    spec = MODELS["ddpm-cat"]
+
+    def broken(spec):
+        raise ConnectionError("mirror is down")
+
+    monkeypatch.setattr(models, "download", broken)
+    monkeypatch.setattr(models, "get_standin", lambda root, spec, size: root / f"{spec.name}-{size}")
+    found = models.resolve(spec, smoke=False, hub_ok=True, standin_root=hub_cache / "standins")
+    assert found.source == "stand-in" and found.path.name == "ddpm-cat-full"
+    assert "mirror is down" in str(found) and "RANDOM" in str(found)
+
+
+def test_unreachable_hub_uses_full_size_standin_without_trying(hub_cache, monkeypatch):
+    monkeypatch.setattr(models, "download", lambda spec: pytest.fail("must not try the network"))
+    monkeypatch.setattr(models, "get_standin", lambda root, spec, size: root / f"{spec.name}-{size}")
+    found = models.resolve(MODELS["sd15"], smoke=False, hub_ok=False, standin_root=hub_cache)
+    assert found.path.name == "sd15-full" and "hub unreachable" in str(found)
+
+
+def test_ddpm_cat_fake_snapshot_loads_like_the_real_layout(hub_cache, standin_root):
+    """A cached snapshot in the real flat layout loads with the lesson's plain from_pretrained calls."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    from course_utils.standins import get_standin
+
+    built = get_standin(standin_root, MODELS["ddpm-cat"], "tiny")
+    snapshot = _fake_cache(hub_cache, "google/ddpm-cat-256", [])
+    for path in built.iterdir():
+        (snapshot / path.name).write_bytes(path.read_bytes())
+    found = models.from_cache(MODELS["ddpm-cat"])
+    assert found == snapshot
+    UNet2DModel.from_pretrained(found)
+    assert json.loads((found / "scheduler_config.json").read_text())["_class_name"] == "DDPMScheduler"
+    DDPMScheduler.from_pretrained(found)

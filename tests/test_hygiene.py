@@ -1,0 +1,65 @@
+"""Notebooks are stored clean, and nothing in the course uses outdated APIs, deleted repos or secrets."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+SOURCES = NOTEBOOKS + sorted((ROOT / "course_utils").rglob("*.py")) + [ROOT / "README.md"]
+TOKEN = re.compile(r"hf_[A-Za-z0-9]{30,}")
+OUTDATED = {
+    "use_auth_token": "use token= (huggingface_hub 1.0 removed use_auth_token)",
+    'revision="fp16"': 'use variant="fp16"',
+    "huggingface-cli": "use `hf download` / `hf auth login` (the old CLI was removed in huggingface_hub 1.0)",
+    "runwayml/": "use stable-diffusion-v1-5/stable-diffusion-v1-5 (runwayml's repo was deleted)",
+    "0.18215": "use vae.config.scaling_factor",
+    '["sample"]': "outputs are dataclasses: use .sample / .images, or return_dict=False and [0]",
+    "torch_dtype": "use dtype= (torch_dtype is deprecated in diffusers and transformers)",
+    "resume_download": "downloads always resume in huggingface_hub >= 1.0; the argument was removed",
+    "local_dir_use_symlinks": "removed in huggingface_hub 1.0",
+    "enable_vae_tiling": "use pipe.vae.enable_tiling()",
+}
+
+
+def text_of(path: Path) -> str:
+    if path.suffix == ".ipynb":
+        return "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"])
+    return path.read_text(encoding="utf-8")
+
+
+def test_there_are_lessons():
+    assert NOTEBOOKS and NOTEBOOKS[0].name.startswith("00_")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_stored_without_outputs_and_with_plain_kernelspec(path):
+    nb = json.loads(path.read_text())
+    assert nb["metadata"].get("kernelspec", {}).get("name") == "python3"
+    for i, cell in enumerate(nb["cells"]):
+        if cell["cell_type"] == "code":
+            assert not cell.get("outputs") and cell.get("execution_count") is None, f"cell {i} has outputs"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_starts_with_setup(path):
+    first_code = next(c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+    assert "course_utils.setup(" in "".join(first_code["source"])
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_tokens_and_no_outdated_apis(path):
+    text = text_of(path)
+    assert not TOKEN.search(text), f"{path.name}: something that looks like a Hugging Face token"
+    found = {pattern: fix for pattern, fix in OUTDATED.items() if pattern in text}
+    assert not found, f"{path.name}: " + "; ".join(f"{p!r}: {fix}" for p, fix in found.items())
+
+
+def test_the_checks_can_fail(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text('pipe = X.from_pretrained("runwayml/stable-diffusion-v1-5", use_auth_token="hf_' + "a" * 34 + '")')
+    with pytest.raises(AssertionError):
+        test_no_tokens_and_no_outdated_apis(bad)
