@@ -6,6 +6,8 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.course-installed
 # Tests never touch the network or your own Hugging Face cache.
 TEST_ENV := COURSE_MODE=smoke HF_HUB_OFFLINE=1 HF_HOME=$(CURDIR)/build/test-hf-home MPLBACKEND=Agg PYTHONHASHSEED=0
+# Root (AutoDL, containers) must opt in to run JupyterLab.
+LAB_ARGS := --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 NBVAL    := --nbval-lax --nbval-current-env --nbval-cell-timeout=600 --nbval-kernel-startup-timeout=120
 
 .PHONY: setup lab test test-unit test-notebooks lessons bench clean
@@ -20,7 +22,7 @@ $(STAMP): pyproject.toml requirements-lock.txt
 setup: $(STAMP)
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab $(LAB_ARGS)
 
 test: $(STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest tests notebooks $(NBVAL)
