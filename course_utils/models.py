@@ -2,6 +2,7 @@
 stand-in built here. Every lesson loads from the returned folder with plain `from_pretrained(folder)`."""
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,11 +38,20 @@ def from_cache(spec: ModelSpec) -> Path | None:
     return folder if _complete(folder, spec) else None
 
 
-def download(spec: ModelSpec) -> Path:
-    """Download the files the course needs (safetensors + configs, resumable, with a progress bar)."""
+def download(spec: ModelSpec, attempts: int = 3) -> Path:
+    """Download the files the course needs (safetensors + configs, with a progress bar), retrying a broken
+    connection: each retry resumes where the last one stopped. Raises the last error if every attempt fails."""
     from huggingface_hub import snapshot_download
 
-    folder = Path(snapshot_download(spec.repo_id, allow_patterns=list(spec.allow_patterns)))
+    for attempt in range(1, attempts + 1):
+        try:
+            folder = Path(snapshot_download(spec.repo_id, allow_patterns=list(spec.allow_patterns)))
+            break
+        except (OSError, RuntimeError, ValueError) as err:  # connection, timeout and HTTP errors
+            if attempt == attempts:
+                raise
+            print(f"download of {spec.repo_id} failed ({type(err).__name__}); retry {attempt}/{attempts - 1}, resuming")
+            time.sleep(2 * attempt)
     missing = [name for name in spec.required if not (folder / name).exists()]
     if missing:
         raise FileNotFoundError(f"{spec.repo_id}: download finished but {missing} are missing")

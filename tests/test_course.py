@@ -167,3 +167,34 @@ def test_ddpm_cat_fake_snapshot_loads_like_the_real_layout(hub_cache, standin_ro
     UNet2DModel.from_pretrained(found)
     assert json.loads((found / "scheduler_config.json").read_text())["_class_name"] == "DDPMScheduler"
     DDPMScheduler.from_pretrained(found)
+
+
+def test_download_retries_then_succeeds(monkeypatch, tmp_path):
+    import huggingface_hub
+
+    spec = MODELS["ddpm-cat"]
+    for name in spec.required:
+        (tmp_path / name).write_text("{}")
+    calls = []
+
+    def flaky(repo_id, allow_patterns):
+        calls.append(repo_id)
+        if len(calls) < 3:
+            raise ConnectionError("read timeout")
+        return str(tmp_path)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", flaky)
+    monkeypatch.setattr(models.time, "sleep", lambda s: None)
+    assert models.download(spec) == tmp_path and len(calls) == 3
+
+
+def test_download_gives_up_after_the_last_attempt(monkeypatch):
+    import huggingface_hub
+
+    def down(repo_id, allow_patterns):
+        raise ConnectionError("mirror is down")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", down)
+    monkeypatch.setattr(models.time, "sleep", lambda s: None)
+    with pytest.raises(ConnectionError):
+        models.download(MODELS["ddpm-cat"], attempts=2)
