@@ -510,6 +510,9 @@ class BatchTransform:
 
 def with_transform(dataset: "Dataset", size: int, flip: bool = True, center_crop: bool = False) -> "Dataset":
     """A copy of `dataset` whose rows come out preprocessed, {'images': tensor, 'text': ...}, computed on the fly."""
+    if dataset.format.get("type") == "custom":
+        raise ValueError("This dataset already has a transform (from with_transform or set_transform): pass the "
+                         "dataset as loaded, before with_transform, or call dataset.reset_format() first.")
     if "image" not in dataset.column_names:
         raise ValueError(f"with_transform needs an 'image' column; this dataset has {dataset.column_names}. "
                          "Load it with load_image_dataset(), which names the column for you.")
