@@ -35,6 +35,20 @@ class DatasetUnavailableError(RuntimeError):
     """No source could provide the dataset (raised only with fallback=False; otherwise the shipped one is used)."""
 
 
+class CorruptImageWarning(UserWarning):
+    """Some image files could not be read and were left out of the dataset."""
+
+
+def _stacklevel_outside_course_utils() -> int:
+    """The warnings stacklevel of the first caller outside course_utils, so a warning points at the learner's line."""
+    import sys
+
+    frame, level = sys._getframe(1), 1  # frame 1 (stacklevel 1): the function that is about to warn
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("course_utils"):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 class SkipStep(Exception):
     """A fallback step that does not apply here (no network, no local copy): reported as skipped, not failed."""
 
@@ -141,7 +155,8 @@ def drop_corrupt(dataset: "Dataset", bad: dict[Path, str], where: str) -> "Datas
     warnings.warn(
         f"Skipped {len(dataset) - len(keep)} unreadable image file(s) in {where} "
         f"({len(bad)} found, {len(keep)} images kept):\n{listed}{more}\nDelete or re-download them to silence this.",
-        stacklevel=3,
+        CorruptImageWarning,
+        stacklevel=_stacklevel_outside_course_utils(),
     )
     return dataset.select(keep)
 
