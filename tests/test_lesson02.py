@@ -1,0 +1,245 @@
+"""Lesson 02: the notebook's Stable Diffusion loop gives StableDiffusionPipeline's pixels (fp32, tiny stand-in, five
+schedulers), the test would notice a missing scale_model_input, and each exercise check accepts a right answer and
+rejects the usual wrong ones with the right hint."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import nbformat
+import pytest
+import torch
+from diffusers import (
+    AutoencoderKL,
+    DDIMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
+    PNDMScheduler,
+    StableDiffusionPipeline,
+    UNet2DConditionModel,
+    UniPCMultistepScheduler,
+)
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from course_utils.exercises.stable_diffusion import (
+    cfg_reference,
+    check_cfg,
+    check_latent_shape,
+    check_text_embeddings,
+    encode_texts,
+    expected_latent_shape,
+)
+from course_utils.registry import model_spec
+from course_utils.standins import get_standin
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_stable_diffusion_deconstructed.ipynb"
+PROMPT = "a watercolor painting of a red panda"
+SCHEDULERS = {
+    "PNDM": (PNDMScheduler, {}),
+    "UniPC": (UniPCMultistepScheduler, {}),
+    "DPM-Solver++": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++"}),
+    "Euler": (EulerDiscreteScheduler, {}),
+    "DDIM": (DDIMScheduler, {}),
+}
+SETTINGS = dict(num_inference_steps=3, guidance_scale=7.5, height=64, width=64)
+FORBIDDEN = ("0.18215", "torch_dtype", "runwayml/", '["sample"]', "use_auth_token", 'revision="fp16"', "huggingface-cli")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy 2-core machine OpenMP threads waiting for each other made
+    these tests 10x slower (measured: 1-8 s per UNet call with 2 threads, 0.07 s with 1)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def sd(tmp_path_factory) -> SimpleNamespace:
+    """The tiny SD 1.4 stand-in, loaded part by part in fp32 as the notebook loads it in smoke mode."""
+    folder = get_standin(tmp_path_factory.mktemp("lesson02-standins"), model_spec("sd14"), "tiny")
+    return SimpleNamespace(
+        folder=folder,
+        tokenizer=CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer"),
+        text_encoder=CLIPTextModel.from_pretrained(folder, subfolder="text_encoder"),
+        vae=AutoencoderKL.from_pretrained(folder, subfolder="vae"),
+        unet=UNet2DConditionModel.from_pretrained(folder, subfolder="unet"),
+        scheduler_config=PNDMScheduler.from_pretrained(folder, subfolder="scheduler").config,
+    )
+
+
+def notebook_cell(marker: str) -> str:
+    """Source of the one code cell of the lesson that contains `marker`."""
+    cells = [c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code" and marker in c.source]
+    assert len(cells) == 1, f"expected one code cell containing {marker!r}, found {len(cells)}"
+    return cells[0]
+
+
+@pytest.fixture(scope="module")
+def loop(sd) -> dict:
+    """The notebook's own `sd_generate` cell, run with the stand-in's parts as its globals (prints silenced)."""
+    source = notebook_cell("def sd_generate(")
+    definitions = source[: source.index("\nsettings = ")]  # the cell ends by calling the function on notebook state
+    namespace = dict(tokenizer=sd.tokenizer, text_encoder=sd.text_encoder, vae=sd.vae, unet=sd.unet)
+    exec(compile(definitions, str(NOTEBOOK), "exec"), namespace)
+    return namespace
+
+
+def make_scheduler(sd, name: str):
+    cls, extra = SCHEDULERS[name]
+    return cls.from_config(sd.scheduler_config, **extra)
+
+
+def pipeline_pixels(sd, scheduler, seed: int, **kwargs) -> torch.Tensor:
+    """StableDiffusionPipeline's image in [0, 1], built from the same parts (no safety checker)."""
+    pipe = StableDiffusionPipeline.from_pretrained(
+        sd.folder, vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer, unet=sd.unet,
+        scheduler=scheduler, safety_checker=None, requires_safety_checker=False, dtype=torch.float32,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe(PROMPT, generator=torch.Generator().manual_seed(seed), output_type="pt", **SETTINGS, **kwargs).images
+
+
+@pytest.mark.parametrize("name", list(SCHEDULERS))
+def test_notebook_loop_matches_pipeline(sd, loop, name):
+    ours = loop["sd_generate"](PROMPT, make_scheduler(sd, name), generator=torch.Generator().manual_seed(3), **SETTINGS)
+    reference = pipeline_pixels(sd, make_scheduler(sd, name), seed=3)
+    assert ours.shape == reference.shape == (1, 3, 64, 64)
+    assert (ours - reference).abs().max().item() <= 1e-4
+
+
+def test_notebook_loop_matches_pipeline_with_negative_prompt(sd, loop):
+    negative = "blurry, low quality"
+    ours = loop["sd_generate"](PROMPT, make_scheduler(sd, "Euler"), generator=torch.Generator().manual_seed(5),
+                               negative_prompt=negative, **SETTINGS)
+    reference = pipeline_pixels(sd, make_scheduler(sd, "Euler"), seed=5, negative_prompt=negative)
+    assert (ours - reference).abs().max().item() <= 1e-4
+
+
+def test_euler_needs_both_scaling_calls(sd):
+    """Euler is the scheduler where init_noise_sigma and scale_model_input are not no-ops (so the parity means something)."""
+    euler, unipc = make_scheduler(sd, "Euler"), make_scheduler(sd, "UniPC")
+    for scheduler in (euler, unipc):
+        scheduler.set_timesteps(3)
+    sample = torch.ones(1, 4, 8, 8)
+    assert euler.init_noise_sigma > 2.0
+    assert euler.scale_model_input(sample, euler.timesteps[0]).max().item() < 0.5
+    assert unipc.init_noise_sigma == 1.0
+    assert torch.equal(unipc.scale_model_input(sample, unipc.timesteps[0]), sample)
+
+
+def test_parity_check_catches_a_missing_scale_model_input(sd, loop):
+    scheduler = make_scheduler(sd, "Euler")
+    scheduler.scale_model_input = lambda sample, timestep: sample  # the 2022 bug
+    broken = loop["sd_generate"](PROMPT, scheduler, generator=torch.Generator().manual_seed(3), **SETTINGS)
+    reference = pipeline_pixels(sd, make_scheduler(sd, "Euler"), seed=3)
+    assert (broken - reference).abs().max().item() > 1e-2
+
+
+def test_encode_prompt_is_uncond_first(sd, loop):
+    embeddings = loop["encode_prompt"](PROMPT)
+    assert embeddings.shape == (2, 77, sd.unet.config.cross_attention_dim)
+    assert torch.equal(embeddings[:1], encode_texts(sd.tokenizer, sd.text_encoder, [""]))
+    assert torch.equal(embeddings[1:], encode_texts(sd.tokenizer, sd.text_encoder, [PROMPT]))
+
+
+# ---- exercise checks -------------------------------------------------------------------------------------------
+
+
+def test_check_latent_shape(sd, capsys):
+    kwargs = dict(unet=sd.unet, vae=sd.vae, height=96, width=64, batch_size=2)
+    assert expected_latent_shape(sd.unet, sd.vae, 96, 64, 2) == (2, 4, 12, 8)
+    assert check_latent_shape((2, 4, 12, 8), **kwargs)
+    assert check_latent_shape(torch.zeros(2, 4, 12, 8), **kwargs)
+    assert "✅" in capsys.readouterr().out
+    assert not check_latent_shape(None, **kwargs)
+    assert "Not attempted" in capsys.readouterr().out
+    wrong = {
+        (4, 4, 12, 8): "doubled",
+        (2, 3, 12, 8): "in_channels",
+        (2, 4, 96, 64): "scale factor",
+        (2, 4, 8, 12): "swapped",
+        (2, 4, 12): "4 dimensions",
+        (1, 4, 12, 8): "batch should be 2",
+        (2, 4, 10, 8): "(12, 8)",
+    }
+    for answer, hint in wrong.items():
+        assert not check_latent_shape(answer, **kwargs)
+        out = capsys.readouterr().out
+        assert "❌" in out and hint in out, (answer, out)
+    assert not check_latent_shape("2, 4, 12, 8", **kwargs)
+    assert "tuple of 4 ints" in capsys.readouterr().out
+
+
+def test_check_text_embeddings(sd, capsys):
+    tokenizer, encoder = sd.tokenizer, sd.text_encoder
+    prompts, negatives = ["a red panda", "a lighthouse"], ["blurry", "people"]
+    cond, uncond = encode_texts(tokenizer, encoder, prompts), encode_texts(tokenizer, encoder, negatives)
+    right = torch.cat([uncond, cond])
+    assert check_text_embeddings(right, tokenizer, encoder, prompts, negatives)
+    assert "✅" in capsys.readouterr().out
+    # one prompt at a time, as a learner might do it, is just as right
+    one_by_one = torch.cat([encode_texts(tokenizer, encoder, [t]) for t in negatives + prompts])
+    assert check_text_embeddings(one_by_one, tokenizer, encoder, prompts, negatives)
+    capsys.readouterr()
+    assert not check_text_embeddings(None, tokenizer, encoder, prompts, negatives)
+    assert "Not attempted" in capsys.readouterr().out
+    short = encoder(tokenizer(negatives + prompts, padding="longest", return_tensors="pt").input_ids)[0].detach()
+    empty = encode_texts(tokenizer, encoder, ["", ""])
+    wrong = {
+        "swapped": torch.cat([cond, uncond]),
+        "interleaved": torch.stack([uncond, cond], dim=1).flatten(0, 1),
+        "empty prompt": torch.cat([empty, cond]),
+        "tokens per row": short,
+        "rows instead of 4": cond,
+        "3 dimensions": right[:, 0],
+        "values differ": right + 0.5,
+    }
+    for hint, answer in wrong.items():
+        assert not check_text_embeddings(answer, tokenizer, encoder, prompts, negatives)
+        out = capsys.readouterr().out
+        assert "❌" in out and hint in out, (hint, out)
+    assert not check_text_embeddings([[0.0]], tokenizer, encoder, prompts, negatives)
+    assert "torch.Tensor" in capsys.readouterr().out
+    # without negative prompts the unconditional half is the empty prompt
+    assert check_text_embeddings(torch.cat([empty[:1], cond[:1]]), tokenizer, encoder, prompts[0])
+
+
+def test_check_cfg(capsys):
+    assert check_cfg(cfg_reference)
+    assert check_cfg(lambda u, t, s: u + s * t - s * u)  # same formula, rearranged
+    assert "✅" in capsys.readouterr().out
+    assert not check_cfg(None)
+    assert "Not attempted" in capsys.readouterr().out
+    assert not check_cfg(lambda u, t, s: None)
+    assert "returns None" in capsys.readouterr().out
+    wrong = {
+        "swapped": lambda u, t, s: t + s * (u - t),
+        "missing in front": lambda u, t, s: s * (t - u),
+        "multiplies the text": lambda u, t, s: u + s * t,
+        "differs by up to": lambda u, t, s: u + 7.5 * (t - u),  # ignores the scale argument
+        "shape": lambda u, t, s: torch.cat([u, t]),
+        "raised ZeroDivisionError": lambda u, t, s: 1 / 0,
+    }
+    for hint, fn in wrong.items():
+        assert not check_cfg(fn)
+        out = capsys.readouterr().out
+        assert "❌" in out and hint in out, (hint, out)
+
+
+# ---- the notebook itself ---------------------------------------------------------------------------------------
+
+
+def test_notebook_is_stored_clean_and_current():
+    notebook = nbformat.read(NOTEBOOK, as_version=4)
+    code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
+    text = "\n".join(c.source for c in notebook.cells)
+    assert all(not c.outputs and c.execution_count is None for c in notebook.cells if c.cell_type == "code")
+    assert notebook.cells[1].source.startswith("import course_utils\n\ncourse = course_utils.setup()")
+    for pattern in FORBIDDEN:
+        assert pattern not in text, pattern
+    for needed in ("init_noise_sigma", "scale_model_input", "vae.config.scaling_factor", "randn_tensor",
+                   'course.model("sd14")', "subfolder=", "dtype=course.dtype", "set_progress_bar_config(disable=True)",
+                   "safety_checker=None", ".from_config(scheduler.config"):
+        assert needed in code, needed
