@@ -292,10 +292,12 @@ class CrossAttentionTrace:
         wanted_layers, wanted_steps = set(layer_names), set(chosen)
         return [r for r in self.records if r.layer in wanted_layers and r.step in wanted_steps]
 
-    def token_maps(self, index: int = 0, layers=None, steps=None, size: tuple[int, int] | None = None) -> torch.Tensor:
-        """Attention probability of every context token at every pixel, (tokens, H, W), averaged over the chosen
-        layers and steps after upsampling each layer's grid to the image size (bilinear). Not normalised."""
+    def token_maps(self, index: int = 0, layers=None, steps=None, size: tuple[int, int] | None = None, tokens: Sequence[int] | None = None) -> torch.Tensor:
+        """Attention probability of every context token (or of the positions in `tokens`) at every pixel, shaped
+        (tokens, H, W), averaged over the chosen layers and steps after upsampling each layer's grid to the image
+        size (bilinear). Not normalised."""
         records = self.select(layers, steps)
+        positions = slice(None) if tokens is None else list(tokens)
         batch = records[0].maps.shape[0]
         if not -batch <= index < batch:
             raise ValueError(f"index={index}: the traced batch holds {batch} image(s), so use 0..{batch - 1}.")
@@ -304,7 +306,7 @@ class CrossAttentionTrace:
         size = size or self.image_size()
         total, count = None, 0
         for layer in dict.fromkeys(r.layer for r in records):
-            own = [r.maps[index].float() for r in records if r.layer == layer]
+            own = [r.maps[index, positions].float() for r in records if r.layer == layer]
             summed = torch.stack(own).sum(0)
             up = F.interpolate(summed[None], size=size, mode="bilinear", align_corners=False)[0]
             total = up if total is None else total + up
@@ -314,15 +316,17 @@ class CrossAttentionTrace:
     def word_map(self, prompt: str, word: str, index: int = 0, layers=None, steps=None, normalize: bool = True) -> torch.Tensor:
         """(H, W) heat map of `word` (its BPE pieces summed; a phrase or repeated word: all occurrences summed)."""
         positions = word_positions(self._require_tokenizer(), prompt, word)
-        heat = self.token_maps(index, layers, steps)[positions].sum(0)
+        heat = self.token_maps(index, layers, steps, tokens=positions).sum(0)
         return normalize_map(heat) if normalize else heat
 
     def word_maps(self, prompt: str, index: int = 0, layers=None, steps=None, normalize: bool = True) -> dict[str, torch.Tensor]:
         """{word: (H, W) heat map} for every word of the prompt (a repeated word appears once, occurrences summed)."""
-        tokens = self.token_maps(index, layers, steps)
+        words = self.words(prompt)
+        positions = sorted({p for w in words for p in w.positions})
+        tokens = dict(zip(positions, self.token_maps(index, layers, steps, tokens=positions)))
         maps: dict[str, torch.Tensor] = {}
-        for w in self.words(prompt):
-            heat = tokens[list(w.positions)].sum(0)
+        for w in words:
+            heat = torch.stack([tokens[p] for p in w.positions]).sum(0)
             maps[w.text] = maps[w.text] + heat if w.text in maps else heat
         return {k: normalize_map(v) if normalize else v for k, v in maps.items()}
 
@@ -372,7 +376,8 @@ def trace_cross_attention(
     """Record the cross-attention maps of every generation run inside the block; the image stays bit-identical.
 
     model: a pipeline (its UNet and tokenizer are used) or a UNet. cfg: whether UNet batches are [uncond, cond];
-    None asks the pipeline (and assumes yes for a bare UNet). Maps are stored on the CPU in `store_dtype`."""
+    None asks the pipeline's current call (guidance_scale > 1), and assumes yes for a bare UNet; when you call the
+    UNet yourself, say cfg=True or cfg=False. Maps are stored on the CPU in `store_dtype`."""
     unet, pipe = _unet_of(model)
     layers = cross_attention_layers(unet)
     if not layers:
