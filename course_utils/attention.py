@@ -198,7 +198,7 @@ class CrossAttentionTrace:
     # -- recording ------------------------------------------------------------------------------------------------
     def _on_unet_call(self, unet, args, kwargs) -> None:
         """Forward pre-hook on the UNet: one call is one denoising step; note its timestep and latent size."""
-        sample = args[0] if args else kwargs["sample"]
+        sample = args[0] if args else kwargs.get("sample")
         timestep = args[1] if len(args) > 1 else kwargs.get("timestep")
         t = torch.as_tensor(timestep).flatten()
         self.timesteps.append(float(t[0]) if t.numel() else float("nan"))
