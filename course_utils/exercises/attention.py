@@ -1,0 +1,79 @@
+"""Checks for lesson 06's exercises (cross-attention heat maps)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from . import not_attempted, verdict
+
+
+def check_word_positions(tokenizer, prompt: str, word: str, answer: Sequence[int] | None) -> bool:
+    """Pass when `answer` lists the context positions of all BPE pieces of `word` in `prompt`."""
+    from ..attention import word_positions
+
+    if answer is None:
+        return not_attempted(f"the token positions of {word!r}")
+    expected = word_positions(tokenizer, prompt, word)
+    given = [int(p) for p in answer]
+    if given == expected:
+        pieces = tokenizer.convert_ids_to_tokens(tokenizer(prompt).input_ids)
+        return verdict(True, f"{word!r} sits at positions {expected}: {[pieces[p] for p in expected]}.", "")
+    if [p + 1 for p in given] == expected:
+        hint = "each position is one too small: position 0 holds <|startoftext|>, so the prompt starts at 1"
+    elif set(given) < set(expected):
+        hint = f"you found {len(given)} of its {len(expected)} pieces: a word runs until the piece ending in '</w>'"
+    else:
+        hint = "tokenize the prompt, remember <|startoftext|> at position 0, and collect the word's pieces"
+    return verdict(False, "", f"{given} is not it: {hint}.")
+
+
+def check_manual_map(trace, prompt: str, word: str, answer: torch.Tensor | None, layers=None, steps=None, index: int = 0) -> bool:
+    """Pass when `answer` equals trace.word_map(prompt, word, ...) for the same layers and steps."""
+    if answer is None:
+        return not_attempted(f"the heat map of {word!r} built by hand")
+    expected = trace.word_map(prompt, word, index=index, layers=layers, steps=steps)
+    answer = torch.as_tensor(answer).detach().float().cpu().squeeze()
+    if answer.shape != expected.shape:
+        return verdict(False, "", f"your map has shape {tuple(answer.shape)}, expected {tuple(expected.shape)} (the image size): upsample with F.interpolate.")
+    if not torch.isfinite(answer).all():
+        return verdict(False, "", "your map contains NaN or inf values.")
+    if answer.min() < -1e-4 or answer.max() > 1 + 1e-4:
+        return verdict(False, "", f"your map runs from {answer.min():.3g} to {answer.max():.3g}: normalise it to [0, 1] (min -> 0, max -> 1).")
+    error = (answer - expected).abs().max().item()
+    return verdict(
+        error < 1e-3,
+        f"your map matches trace.word_map (largest difference {error:.1e}).",
+        f"your map differs from trace.word_map by up to {error:.3f}: sum the word's pieces, average the chosen records, "
+        "upsample each to the image size (bilinear), then normalise.",
+    )
+
+
+def start_token_shares(trace, index: int = 0) -> tuple[float, float]:
+    """Share of attention given to <|startoftext|>: mean over records of the per-record pixel mean, and pooled over all pixels."""
+    per_record = [r.maps[index, 0].float() for r in trace.records]
+    by_record = torch.stack([m.mean() for m in per_record]).mean().item()
+    pooled = (sum(m.sum() for m in per_record) / sum(m.numel() for m in per_record)).item()
+    return by_record, pooled
+
+
+def check_start_token_share(trace, answer: float | None, index: int = 0) -> bool:
+    """Pass when `answer` is the average attention probability that pixels give to <|startoftext|> (position 0)."""
+    if answer is None:
+        return not_attempted("the share of attention that goes to <|startoftext|>")
+    answer = float(answer)
+    expected = start_token_shares(trace, index)
+    tokens = trace.records[0].maps.shape[1]
+    if any(abs(answer - e) < 1e-3 for e in expected):
+        return verdict(
+            True,
+            f"{answer:.1%} of the attention goes to <|startoftext|>; a uniform spread would give it {1 / tokens:.1%}.",
+            "",
+        )
+    if not 0 <= answer <= 1:
+        hint = "a share of probabilities lies between 0 and 1"
+    elif abs(answer - 1 / tokens) < 1e-3:
+        hint = f"1/{tokens} is what uniform attention would give; measure it from trace.records instead"
+    else:
+        hint = "average maps[index, 0] (position 0 is <|startoftext|>) over the pixels of every record, then over the records"
+    return verdict(False, "", f"{answer:.4f} is not it (expected {expected[0]:.4f}): {hint}.")
