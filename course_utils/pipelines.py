@@ -363,11 +363,28 @@ def fit_to_gpu(pipe, course, height: int = 512, width: int = 512, free_bytes: in
     return plan
 
 
-def reset_memory_options(pipe, device: str):
-    """Undo offload hooks and VAE tiling and put the whole pipeline on `device` (to compare options fairly)."""
+def reset_memory_options(pipe, dtype=None):
+    """Undo offload hooks and VAE tiling and bring the pipeline back to CPU memory (in `dtype` if given), so that
+    every memory option is measured from the same starting point."""
     pipe.remove_all_hooks()
     pipe.vae.disable_tiling()
-    return pipe.to(device)
+    pipe.to("cpu")
+    return cast_pipeline(pipe, dtype) if dtype is not None else pipe
+
+
+def cast_pipeline(pipe, dtype):
+    """Cast every model of `pipe` to `dtype` in place (silencing diffusers' advice to reload, which is for keeping
+    some layers in float32: the SD 1.x models have none)."""
+    from diffusers.utils import logging
+
+    if pipe.dtype == dtype:
+        return pipe
+    previous = logging.get_verbosity()
+    logging.set_verbosity_error()
+    try:
+        return pipe.to(dtype=dtype)
+    finally:
+        logging.set_verbosity(previous)
 
 
 # ------------------------------------------------------------------------------------------------------ measuring

@@ -275,10 +275,19 @@ def test_fit_to_gpu_uses_free_memory_and_dtype(pipe_t2i):
     assert plan.weights_bytes == sum(P.component_bytes(pipe_t2i).values())
 
 
-def test_reset_memory_options_undoes_tiling(pipe_t2i):
+def test_reset_memory_options_undoes_tiling_and_dtype(pipe_t2i):
     pipe_t2i.vae.enable_tiling()
-    P.reset_memory_options(pipe_t2i, "cpu")
-    assert not pipe_t2i.vae.use_tiling and pipe_t2i.device.type == "cpu"
+    pipe_t2i.to(dtype=torch.float64)
+    P.reset_memory_options(pipe_t2i, torch.float32)
+    assert not pipe_t2i.vae.use_tiling and pipe_t2i.device.type == "cpu" and pipe_t2i.dtype == torch.float32
+
+
+def test_reset_memory_options_removes_offload_hooks():
+    pipe = mock.MagicMock()
+    P.reset_memory_options(pipe)
+    pipe.remove_all_hooks.assert_called_once()
+    pipe.vae.disable_tiling.assert_called_once()
+    pipe.to.assert_called_once_with("cpu")
 
 
 def test_measure_on_cpu():
