@@ -89,7 +89,7 @@ def check_prompt(prompt: Any, argument: str = "prompt") -> str | list[str]:
 
 
 def steps_that_run(num_inference_steps: int, strength: float) -> int:
-    """How many denoising steps image-to-image really runs: int(num_inference_steps * strength), as diffusers does."""
+    """Denoising steps image-to-image runs, as diffusers counts them: int(num_inference_steps * strength)."""
     return min(int(num_inference_steps * strength), num_inference_steps)
 
 
@@ -123,9 +123,9 @@ def check_strength(strength: Any, num_inference_steps: int | None = None) -> flo
         require_positive_int("num_inference_steps", num_inference_steps)
         if steps_that_run(num_inference_steps, strength) < 1:
             raise ValueError(
-                f"strength={strength} with num_inference_steps={num_inference_steps} runs "
-                f"int({num_inference_steps} x {strength}) = 0 denoising steps, so the image would come back "
-                f"unchanged (diffusers does not warn). Raise strength to at least "
+                f"strength={strength} with num_inference_steps={num_inference_steps} leaves "
+                f"int({num_inference_steps} x {strength}) = 0 denoising steps: almost no noise is added and the image "
+                f"comes back nearly unchanged, without an error or warning from diffusers. Raise strength to at least "
                 f"{_smallest_strength(num_inference_steps)}, or num_inference_steps to at least "
                 f"{_fewest_steps(strength)}."
             )
