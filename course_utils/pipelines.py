@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from .validate import did_you_mean, require_multiple_of_8, require_positive_int
 
@@ -43,8 +43,9 @@ def photo_path(name_or_path: str | Path, argument: str = "image") -> Path:
     if text in names:
         return next(p for p in photos_dir().iterdir() if p.stem == text and p.suffix.lower() in PHOTO_SUFFIXES)
     path = Path(text).expanduser()
-    if path.is_file():
-        return path
+    for candidate in (path, photos_dir().parent.parent / path):  # as given, or relative to the repository root
+        if candidate.is_file():
+            return candidate
     hint = did_you_mean(text, names + [str(photos_dir() / f"{n}.jpg") for n in names])
     raise FileNotFoundError(
         f"{argument}={text!r}: no such file (looked for {path.resolve()}).{hint} Expected the path of an image file "
@@ -54,13 +55,14 @@ def photo_path(name_or_path: str | Path, argument: str = "image") -> Path:
 
 
 def load_photo(name_or_path: str | Path, size: int | None = None, argument: str = "image") -> Image.Image:
-    """Open a course photo (by short name) or any image file as RGB, resized to size x size when `size` is given."""
+    """Open a course photo (by short name) or any image file as RGB; with `size`, centre-crop and resize it to a
+    size x size square."""
     from .images import load_image
 
     image = load_image(photo_path(name_or_path, argument))
     if size is not None:
         require_multiple_of_8(size, size)
-        image = image.resize((size, size), Image.LANCZOS)
+        image = ImageOps.fit(image, (size, size), Image.LANCZOS)
     return image
 
 

@@ -59,10 +59,20 @@ def test_photos_are_shipped_small_and_licensed():
         assert re.search(r"CC0|[Pp]ublic domain", line) and "skimage.data." in line
 
 
-def test_load_photo_by_name_and_path():
+def test_load_photo_by_name_and_path(tmp_path, monkeypatch):
     cat = P.load_photo("cat", 64)
     assert cat.mode == "RGB" and cat.size == (64, 64)
     assert P.load_photo(P.photos_dir() / "coffee.jpg").size == (512, 512)
+    monkeypatch.chdir(tmp_path)  # like a notebook running in notebooks/: a repo-relative path still works
+    assert P.photo_path("data/images/cat.jpg").resolve() == (ROOT / "data" / "images" / "cat.jpg").resolve()
+
+
+def test_load_photo_crops_non_square_images(tmp_path):
+    wide = Image.new("RGB", (300, 100), "red")
+    wide.paste((0, 0, 255), (100, 0, 200, 100))  # blue centre third
+    wide.save(tmp_path / "wide.png")
+    photo = P.load_photo(tmp_path / "wide.png", 64)
+    assert photo.size == (64, 64) and photo.getpixel((32, 32)) == (0, 0, 255) and photo.getpixel((2, 32))[2] > 200
 
 
 def test_missing_photo_names_argument_and_choices():
