@@ -5,7 +5,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.course-installed
 # Tests never touch the network or your own Hugging Face cache.
-TEST_ENV := COURSE_MODE=smoke HF_HUB_OFFLINE=1 HF_HOME=$(CURDIR)/build/test-hf-home MPLBACKEND=Agg PYTHONHASHSEED=0
+# One thread: the tiny smoke models gain nothing from more, and lose a lot when the cores are shared.
+TEST_ENV := COURSE_MODE=smoke HF_HUB_OFFLINE=1 HF_HOME=$(CURDIR)/build/test-hf-home MPLBACKEND=Agg PYTHONHASHSEED=0 OMP_NUM_THREADS=1
 # Root (AutoDL, containers) must opt in to run JupyterLab.
 LAB_ARGS := --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 NBVAL    := --nbval-lax --nbval-current-env --nbval-cell-timeout=600 --nbval-kernel-startup-timeout=120
