@@ -340,7 +340,7 @@ def apply_plan(pipe, plan: MemoryPlan):
     else:
         pipe.to(plan.device)
     if plan.vae_tiling:
-        pipe.vae.enable_tiling()  # not pipe.enable_vae_tiling(): that pipeline method is deprecated / removed
+        pipe.vae.enable_tiling()  # on the VAE itself: the pipeline-level tiling method was deprecated
     plan.attention = attention_backend(pipe)
     return pipe
 
