@@ -166,12 +166,15 @@ class StopRequest:
     """Ctrl-C / SIGINT asks the run to stop after the current step and save a checkpoint; a second Ctrl-C stops at once."""
 
     def __init__(self, say=print):
-        self.flag, self.say, self.previous = False, say, None
+        self.flag, self.say, self.previous, self.first = False, say, None, 0.0
 
     def _handle(self, signum, frame) -> None:
-        if self.flag:
+        # A launcher (torchrun, accelerate launch) forwards the terminal's Ctrl-C: ignore a copy within a second.
+        if self.flag and time.monotonic() - self.first > 1.0:
             raise KeyboardInterrupt("second Ctrl-C: stopped at once, without saving")
-        self.flag = True
+        if self.flag:
+            return
+        self.flag, self.first = True, time.monotonic()
         self.say("\nCtrl-C: finishing this step, then saving a checkpoint (press again to stop at once, unsaved).")
 
     def __enter__(self) -> "StopRequest":
@@ -191,16 +194,28 @@ class StopRequest:
         return bool(accelerator.gather(flag).max() > 0)
 
 
+def process_state():
+    """accelerate's state of this process (device, rank, world size), created once; CPU processes need cpu=True."""
+    import os
+
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    # `accelerate launch --cpu` sets ACCELERATE_USE_CPU; torchrun on a machine without CUDA sets only WORLD_SIZE.
+    several = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or (several and not torch.cuda.is_available()))
+
+
 def make_accelerator(config: TrainingConfig):
     """An Accelerator for this config: precision for the device, accumulation, TensorBoard, seedable data order."""
-    from accelerate import Accelerator, DataLoaderConfiguration, PartialState
+    from accelerate import Accelerator, DataLoaderConfiguration
     from accelerate.state import AcceleratorState, GradientState
     from accelerate.utils import ProjectConfiguration
 
     # accelerate keeps one state per process; forget the last run's so a notebook can call train() again with other settings
     AcceleratorState._reset_state()
     GradientState._reset_state()
-    device = PartialState().device
+    device = process_state().device
     bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     precision, why = choose_mixed_precision(config.mixed_precision, device.type, bf16)
     log_with = None
@@ -265,7 +280,7 @@ def _save_samples(accelerator, unet, ema, noise_scheduler, config: TrainingConfi
     with ema_weights(ema, unet):
         images = sample_images(unet, noise_scheduler, config.eval_batch_size, config.num_inference_steps, config.seed,
                                accelerator.autocast())
-    grid = image_grid(images)
+    grid = image_grid(images, rows=max(1, round(len(images) ** 0.5)))  # about square: 8 images in 2 x 4, 16 in 4 x 4
     folder = Path(config.output_dir) / runs.SAMPLES
     folder.mkdir(parents=True, exist_ok=True)
     grid.save(folder / f"step-{step:06d}.png")
@@ -302,6 +317,7 @@ def _tracker_config(config: TrainingConfig) -> dict:
 def _prepare_output_dir(accelerator, config: TrainingConfig, resume) -> Path | None:
     """Check the output folder (see training_runs.check_output_dir), clear it if asked, save the config."""
     checkpoint = runs.check_output_dir(config, resume)
+    accelerator.wait_for_everyone()  # every process checks the folder before the main one writes into it
     if accelerator.is_main_process:
         if checkpoint is None and config.overwrite_output_dir:
             runs.clear_run(config.output_dir)
@@ -409,6 +425,7 @@ def train(config: TrainingConfig, dataset, model=None, noise_scheduler=None, res
                     continue  # still accumulating gradients for this step
 
                 # ---- one optimizer step is done
+                lr = lr_scheduler.get_last_lr()[0]  # the rate this step used
                 lr_scheduler.step()
                 if ema is not None:
                     ema.step(unet.parameters())
@@ -417,7 +434,7 @@ def train(config: TrainingConfig, dataset, model=None, noise_scheduler=None, res
                     state.epoch, state.batch_in_epoch = state.epoch + 1, 0
                 step_loss = accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
                 losses = []
-                logs = {"loss": step_loss, "lr": lr_scheduler.get_last_lr()[0]}
+                logs = {"loss": step_loss, "lr": lr}
                 if ema is not None:
                     logs["ema_decay"] = ema.cur_decay_value
                 state.history.append({"step": state.step, "epoch": state.epoch, **logs})
@@ -452,6 +469,7 @@ def train(config: TrainingConfig, dataset, model=None, noise_scheduler=None, res
     if interrupted:
         raise KeyboardInterrupt(
             f"Training stopped at step {state.step} of {total_steps}; checkpoint saved in {last_checkpoint}. "
-            "Continue with train(config, dataset, resume='latest')."
+            "Continue with resume='latest': train(config, dataset, resume='latest'), or --resume latest for "
+            "scripts/train_ddpm.py."
         )
     return result

@@ -22,13 +22,14 @@ FULL_UNET = dict(
     layers_per_block=2,
     norm_num_groups=32,
 )
-# The same design shrunk for a CPU: two levels, attention at the second one (16x16 for 32 px images), 0.7 M parameters.
+# The same design shrunk for a CPU: three levels of 16-32 channels, attention at the last one (8x8 for 32 px images),
+# 0.28 M parameters; a training step of 8 images takes about 0.1 s of one CPU core.
 TINY_UNET = dict(
-    block_out_channels=(32, 64),
-    down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-    up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+    block_out_channels=(16, 32, 32),
+    down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+    up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
     layers_per_block=1,
-    norm_num_groups=8,
+    norm_num_groups=4,
 )
 
 
@@ -83,10 +84,10 @@ class TrainingConfig:
 
     @classmethod
     def smoke(cls, **overrides: Any) -> "TrainingConfig":
-        """Tiny UNet, 32 px, a few dozen steps: learns visibly on a CPU in well under a minute."""
+        """Tiny UNet, 32 px, batches of 8, 40 steps: the loss falls visibly within seconds on a CPU."""
         settings = dict(
-            image_size=32, **TINY_UNET, train_batch_size=16, max_steps=40, learning_rate=1e-3, lr_warmup_steps=5,
-            ema_power=0.75, eval_batch_size=8, num_inference_steps=25, save_image_steps=10,
+            image_size=32, **TINY_UNET, train_batch_size=8, max_steps=40, learning_rate=2e-3, lr_warmup_steps=5,
+            ema_power=0.75, eval_batch_size=8, num_inference_steps=10, save_image_steps=10,
             checkpointing_steps=10, checkpoints_total_limit=2, output_dir="outputs/ddpm-smoke",
         )
         return cls(**{**settings, **overrides})

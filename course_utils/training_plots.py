@@ -37,7 +37,7 @@ def plot_loss(run, window: int | None = None, marks: dict[str, int] | None = Non
         raise ValueError("No steps recorded yet: train first (the history fills one entry per optimizer step).")
     steps = [h["step"] for h in history]
     losses = [h["loss"] for h in history]
-    window = window or max(1, len(losses) // 20)
+    window = window or min(len(losses), max(5, len(losses) // 20))
     fig, ax = plt.subplots(figsize=(8, 3.5))
     ax.plot(steps, losses, color="tab:blue", alpha=0.35, linewidth=1, label="loss per step")
     ax.plot(steps, moving_average(losses, window), color="tab:blue", linewidth=2, label=f"mean of {window} steps")

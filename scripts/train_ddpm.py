@@ -16,8 +16,9 @@ The notebook and this script run the same `course_utils.training.train`. Every f
   # continue a stopped run (Ctrl-C saves a checkpoint first) with the same options plus:
   accelerate launch scripts/train_ddpm.py --preset full --dataset butterflies --resume latest
 
-  # a quick check of the whole path on a laptop: two CPU processes, the tiny model, 20 steps
-  accelerate launch --cpu --num_processes 2 scripts/train_ddpm.py --preset smoke --max_steps 20 \\
+  # a quick check of the distributed path on a laptop: two CPU processes (gloo), the tiny model, 20 steps.
+  # (accelerate launch --cpu starts one process only; torchrun starts several, and accelerate picks them up)
+  torchrun --nproc_per_node 2 scripts/train_ddpm.py --preset smoke --max_steps 20 \\
       --output_dir outputs/ddpm-cpu-check --overwrite_output_dir
 
 `accelerate config` once saves your launch settings, so that `accelerate launch scripts/train_ddpm.py ...` is enough.
@@ -32,7 +33,7 @@ import contextlib
 import io
 import os
 import sys
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
@@ -53,9 +54,20 @@ def _option(parser: argparse.ArgumentParser, f) -> None:
         parser.add_argument(name, nargs="+", default=None,
                             type=int if f.name == "block_out_channels" else str)
     else:
-        base = kind.split("|")[0]
-        parser.add_argument(name, type=_PARSERS[base], default=None,
-                            help="'none' for no value" if "None" in kind else None)
+        parse = _PARSERS[kind.split("|")[0]]
+        if "None" in kind:  # e.g. --max_steps none: back to "no limit"
+            parse = _or_none(parse)
+        parser.add_argument(name, type=parse, default=None, help="'none' for no value" if "None" in kind else None)
+
+
+def _or_none(parse):
+    """An argparse type that reads 'none' as None and anything else with `parse`."""
+
+    def convert(text: str):
+        return None if text.lower() == "none" else parse(text)
+
+    convert.__name__ = parse.__name__  # argparse names the type in its error messages
+    return convert
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -71,16 +83,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     config_options = parser.add_argument_group("TrainingConfig fields (default: the preset's value)")
     for f in fields(TrainingConfig):
         _option(config_options, f)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args._argv = sys.argv[1:] if argv is None else list(argv)  # to tell "--max_steps none" from "not given"
+    return args
 
 
 def config_from_args(args: argparse.Namespace, mode: str) -> TrainingConfig:
     """The preset for `mode` with every option given on the command line applied."""
     names = {f.name for f in fields(TrainingConfig)}
-    overrides = {k: v for k, v in vars(args).items() if k in names and v is not None}
-    for key in ("max_steps", "checkpoints_total_limit", "hub_model_id"):
-        if isinstance(overrides.get(key), str) and overrides[key].lower() == "none":
-            overrides[key] = None
+    given = {a[2:].split("=")[0] for a in (args._argv or []) if a.startswith("--")}
+    overrides = {k: v for k, v in vars(args).items() if k in names and (v is not None or k in given)}
     return TrainingConfig.for_mode(mode, **overrides)
 
 
@@ -90,14 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     main_process = os.environ.get("RANK", "0") == "0"
     with contextlib.redirect_stdout(sys.stdout if main_process else io.StringIO()):  # one status block, not one per GPU
         course = course_utils.setup(mode=args.preset)
-    from accelerate import PartialState
-
     from course_utils.data import load_image_dataset, with_transform
-    from course_utils.training import train
+    from course_utils.training import process_state, train
 
     config = config_from_args(args, course.mode)
     name = args.dataset or ("butterflies" if course.mode == "full" else "emoji")
-    with PartialState().main_process_first():  # one process downloads and caches; the others then read the cache
+    with process_state().main_process_first():  # one process downloads and caches; the others then read the cache
         dataset = load_image_dataset(name, hub_ok=course.hub_ok)
     # Flips happen in the trainer (from its per-step generator), so a resumed run sees the same ones.
     dataset = with_transform(dataset, config.image_size, flip=False)

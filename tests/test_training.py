@@ -90,8 +90,17 @@ def assert_same(a: dict, b: dict) -> None:
     assert worst == 0.0, f"weights differ by up to {worst}"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """These models are tiny: one CPU thread runs them faster than two that mostly wait for each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
-def straight_run(tmp_path_factory):
+def straight_run(one_thread, tmp_path_factory):
     """6 steps in one go, with gradient accumulation over uneven epochs (10 images, batches of 4: 3 batches,
     2 steps per epoch) and random flips; the reference the resumed runs must match exactly."""
     tmp = tmp_path_factory.mktemp("straight")
@@ -258,6 +267,47 @@ def test_fp16_on_cpu_falls_back_to_fp32_and_says_so(tmp_path, capsys):
     assert "needs a CUDA GPU; this run uses fp32" in capsys.readouterr().out
 
 
+def test_bf16_autocast_trains_and_samples(tmp_path):
+    """The GPU path's autocast, run on the CPU (which has bf16 autocast too): training and sampling both work."""
+    config = tiny_config(tmp_path, mixed_precision="bf16", max_steps=2, save_image_steps=2)
+    result = train(config, ShapeImages(4))
+    assert result.mixed_precision == "bf16" and all(np.isfinite(result.losses))
+    assert list(runs.sample_grids(config.output_dir)) == [2]
+
+
+def test_a_half_precision_model_is_trained_in_fp32(tmp_path, capsys):
+    config = tiny_config(tmp_path, max_steps=1)
+    model = make_unet(config).half()
+    train(config, ShapeImages(4), model=model)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert "cast to fp32" in capsys.readouterr().out
+
+
+def test_push_to_hub_is_refused_before_training_when_offline(tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(RuntimeError, match="hub is offline"):
+        train(tiny_config(tmp_path, push_to_hub=True), ShapeImages(4))
+    assert not (tmp_path / "run").exists(), "nothing should be written before the check"
+
+
+def test_the_script_parses_every_config_field_and_trains(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_ddpm", ROOT / "scripts" / "train_ddpm.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    args = script.parse_args(["--learning_rate", "3e-4", "--no-use_ema", "--block_out_channels", "16", "32", "32",
+                              "--max_steps", "none", "--num_epochs", "2"])
+    config = script.config_from_args(args, "smoke")
+    assert config == TrainingConfig.smoke(learning_rate=3e-4, use_ema=False, max_steps=None, num_epochs=2)
+    monkeypatch.chdir(tmp_path)
+    code = script.main(["--preset", "smoke", "--dataset", "emoji", "--max_steps", "2", "--train_batch_size", "2",
+                        "--logger", "none", "--output_dir", "run", "--eval_batch_size", "1", "--num_inference_steps", "1"])
+    assert code == 0 and (tmp_path / "run" / "model_index.json").exists()
+
+
 def test_a_datasets_imagefolder_with_a_transform_trains(tmp_path):
     """The course's data path: an imagefolder with captions, set_transform to {'images': ...}; captions are ignored."""
     from datasets import load_dataset
@@ -354,12 +404,13 @@ def test_exercise_checks_accept_right_answers_and_reject_wrong_ones(capsys):
 
 # ------------------------------------------------------------------------------------------------- it learns
 def test_tiny_model_learns_on_the_shipped_dataset(tmp_path):
-    """The smoke preset on the shipped emoji images, on CPU: the mean loss of the last 10 steps is clearly below
-    that of the first 10 (noise prediction starts near MSE 1)."""
+    """The smoke preset on the shipped emoji images, on CPU, 30 steps (about 4 s of CPU time): the mean loss of the
+    last 10 steps is clearly below that of the first 10 (an untrained model predicts ~0, so the loss starts near 1;
+    measured 0.86 -> 0.37)."""
     data = pytest.importorskip("course_utils.data")
     dataset = data.with_transform(data.load_image_dataset("emoji", hub_ok=False), 32, flip=False)
     config = TrainingConfig.smoke(output_dir=str(tmp_path / "run"), max_steps=30, logger="none", use_ema=False,
                                   save_image_steps=1000, checkpointing_steps=1000, eval_batch_size=1, num_inference_steps=1)
     result = train(config, dataset)
     first, last = np.mean(result.losses[:10]), np.mean(result.losses[-10:])
-    assert last < 0.6 * first, f"loss did not fall: first 10 steps {first:.3f}, last 10 steps {last:.3f}"
+    assert last < 0.75 * first, f"loss did not fall: first 10 steps {first:.3f}, last 10 steps {last:.3f}"
