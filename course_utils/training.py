@@ -280,7 +280,7 @@ def _save_samples(accelerator, unet, ema, noise_scheduler, config: TrainingConfi
     with ema_weights(ema, unet):
         images = sample_images(unet, noise_scheduler, config.eval_batch_size, config.num_inference_steps, config.seed,
                                accelerator.autocast())
-    grid = image_grid(images, rows=max(1, round(len(images) ** 0.5)))  # about square: 8 images in 2 x 4, 16 in 4 x 4
+    grid = image_grid(images, rows=max(1, int(len(images) ** 0.5)))  # about square: 8 images in 2 x 4, 16 in 4 x 4
     folder = Path(config.output_dir) / runs.SAMPLES
     folder.mkdir(parents=True, exist_ok=True)
     grid.save(folder / f"step-{step:06d}.png")
@@ -396,6 +396,8 @@ def train(config: TrainingConfig, dataset, model=None, noise_scheduler=None, res
         if ema is not None:
             ema.to(accelerator.device)  # loaded onto the CPU
         say(f"resumed from {checkpoint} at step {state.step}")
+        if stop_at_step is not None and stop_at_step <= state.step:
+            raise ValueError(f"stop_at_step={stop_at_step}, but the run is already at step {state.step}.")
     if accelerator.is_main_process:
         accelerator.init_trackers("ddpm", config=_tracker_config(config))
     global_batch = config.train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps

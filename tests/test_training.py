@@ -308,6 +308,24 @@ def test_the_script_parses_every_config_field_and_trains(tmp_path, monkeypatch):
     assert code == 0 and (tmp_path / "run" / "model_index.json").exists()
 
 
+def test_two_processes_train_together(tmp_path):
+    """The distributed path (what `accelerate launch --multi_gpu` does on GPUs), as 2 CPU processes under torchrun:
+    one run with a global batch of 2 x 2 images, one checkpoint with both processes' random states, one model."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(ROOT / "scripts" / "train_ddpm.py"),
+               "--preset", "smoke", "--dataset", "emoji", "--max_steps", "2", "--train_batch_size", "2", "--logger", "none",
+               "--output_dir", str(tmp_path / "run"), "--eval_batch_size", "1", "--num_inference_steps", "1"]
+    done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "4 images per step, on 2 x cpu" in done.stdout
+    assert done.stdout.count("saved the EMA model") == 1  # by the main process only
+    checkpoint = runs.checkpoints(tmp_path / "run")[-1]
+    assert {p.name for p in checkpoint.glob("random_states_*.pkl")} == {"random_states_0.pkl", "random_states_1.pkl"}
+
+
 def test_a_datasets_imagefolder_with_a_transform_trains(tmp_path):
     """The course's data path: an imagefolder with captions, set_transform to {'images': ...}; captions are ignored."""
     from datasets import load_dataset
