@@ -1,0 +1,477 @@
+"""Lesson 05's DDPM trainer, built on accelerate: mixed precision chosen per device, gradient accumulation and
+clipping, AdamW with cosine warm-up, EMA weights, a progress bar, TensorBoard logs, sample grids, checkpoints every
+N steps, exact resume, a checkpoint on Ctrl-C, and the final model saved for `DDPMPipeline.from_pretrained`.
+
+The same `train()` runs in a notebook and under `accelerate launch scripts/train_ddpm.py` on several GPUs.
+How resume stays exact: each step draws its noise, timesteps and flips from a generator seeded by (seed, step,
+process), never from the global random state; batches come from accelerate's seedable sampler (set_epoch per epoch,
+skip_first_batches after a resume); the EMA and the trainer's counters are saved with accelerator.save_state."""
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from . import training_runs as runs
+from .training_config import TrainingConfig, choose_mixed_precision, make_unet
+
+__all__ = ["TrainingConfig", "TrainResult", "make_unet", "train", "diffusion_loss", "random_flips", "step_generator",
+           "check_training_inputs", "sample_images", "choose_mixed_precision"]
+
+
+# ----------------------------------------------------------------------------------------------- the training step
+def step_generator(seed: int, step: int, process_index: int = 0, device: str | torch.device = "cpu") -> torch.Generator:
+    """A generator seeded by (seed, step, process): a step's random draws do not depend on anything that came before."""
+    import numpy as np
+
+    state = int(np.random.SeedSequence([seed, step, process_index]).generate_state(1, dtype=np.uint64)[0])
+    device = torch.device(device)
+    return torch.Generator(device="cpu" if device.type == "mps" else device).manual_seed(state)
+
+
+def random_flips(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Mirror each image left-right with probability 1/2 (data augmentation), drawing from `generator`."""
+    flip = torch.rand(images.shape[0], generator=generator, device=generator.device) < 0.5
+    return torch.where(flip.to(images.device)[:, None, None, None], images.flip(-1), images)
+
+
+def diffusion_loss(model, noise_scheduler, clean_images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The DDPM objective: noise the images at random timesteps, ask the model for the noise, return the MSE."""
+    batch, device = clean_images.shape[0], clean_images.device
+    noise = torch.randn(clean_images.shape, generator=generator, device=generator.device).to(device)
+    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (batch,), generator=generator,
+                              device=generator.device).to(device)
+    noisy_images = noise_scheduler.add_noise(clean_images, noise, timesteps)  # the forward process q(x_t | x_0)
+    noise_pred = model(noisy_images, timesteps, return_dict=False)[0]
+    return F.mse_loss(noise_pred.float(), noise.float())
+
+
+# ------------------------------------------------------------------------------------------------- inputs and data
+def _images_of(item: Any) -> torch.Tensor:
+    """The image tensor of one dataset item: item['images'] (or the item itself if it is a tensor)."""
+    if isinstance(item, dict) and "images" in item:
+        item = item["images"]
+    elif isinstance(item, dict):
+        raise TypeError(
+            f"Dataset items have keys {sorted(item)} but no 'images'. The trainer needs {{'images': tensor in [-1, 1]}}: "
+            "apply course_utils.data.with_transform(dataset, size) (or your own set_transform) first."
+        )
+    if not isinstance(item, torch.Tensor):
+        raise TypeError(
+            f"Dataset images are {type(item).__name__}, not tensors: convert them with ToTensor() + Normalize([0.5], [0.5]) "
+            "(course_utils.data.with_transform does both)."
+        )
+    return item
+
+
+def collate_images(items: list) -> dict:
+    """Stack the items' image tensors into a batch; other columns (PIL images, captions) are left out."""
+    return {"images": torch.stack([_images_of(item) for item in items])}
+
+
+def check_training_inputs(config: TrainingConfig, dataset, model, num_processes: int = 1) -> None:
+    """Fail before training, with a fix, when the dataset, the model and the config do not fit together."""
+    try:
+        count = len(dataset)
+    except TypeError as err:
+        raise TypeError("The trainer needs a dataset with a length (a torch Dataset or datasets.Dataset).") from err
+    needed = config.train_batch_size * num_processes
+    if count < needed:
+        who = f" x {num_processes} processes" if num_processes > 1 else ""
+        raise ValueError(
+            f"train_batch_size={config.train_batch_size}{who} needs at least {needed} images, but the dataset has "
+            f"{count}. Use train_batch_size={max(1, count // num_processes)} or less, or a bigger dataset."
+        )
+    size = model.config.sample_size
+    size = size if isinstance(size, int) else tuple(size)[0]
+    if size != config.image_size:
+        raise ValueError(
+            f"The model was built for {size} px images (sample_size={size}) but config.image_size={config.image_size}. "
+            "Build the model from the config (make_unet(config)) or set image_size to match."
+        )
+    images = _images_of(dataset[0])
+    expected = (model.config.in_channels, config.image_size, config.image_size)
+    if tuple(images.shape) != expected:
+        raise ValueError(
+            f"The dataset yields images of shape {tuple(images.shape)}, but the model expects {expected} "
+            f"(config.image_size={config.image_size}). Resize them to {config.image_size} px: "
+            f"course_utils.data.with_transform(dataset, {config.image_size})."
+        )
+    low, high = float(images.min()), float(images.max())
+    if low < -1.001 or high > 1.001:
+        raise ValueError(
+            f"Dataset images range over [{low:.3g}, {high:.3g}], but DDPM training expects [-1, 1]: "
+            "add Normalize([0.5], [0.5]) after ToTensor()."
+        )
+
+
+def make_dataloader(dataset, config: TrainingConfig) -> torch.utils.data.DataLoader:
+    """A shuffling DataLoader; accelerate's seedable sampler (see make_accelerator) makes its order resumable."""
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=config.train_batch_size, shuffle=True, collate_fn=collate_images,
+        num_workers=config.dataloader_num_workers, drop_last=False,
+    )
+
+
+# ----------------------------------------------------------------------------------------------- the run's machinery
+@dataclass
+class TrainState:
+    """The trainer's own counters and loss history, saved in every checkpoint (register_for_checkpointing)."""
+
+    step: int = 0  # optimizer steps done
+    micro_step: int = 0  # batches done (more than steps with gradient accumulation); seeds each batch's noise
+    epoch: int = 0
+    batch_in_epoch: int = 0  # batches of the current epoch already used: skipped after a resume
+    history: list = field(default_factory=list)  # one {"step", "loss", "lr", "epoch"} per optimizer step
+
+    def state_dict(self) -> dict:
+        return dict(step=self.step, micro_step=self.micro_step, epoch=self.epoch, batch_in_epoch=self.batch_in_epoch,
+                    history=list(self.history))
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+
+@dataclass
+class TrainResult:
+    """What a call to train() did: where its files are, how far it got, and its loss history."""
+
+    output_dir: Path
+    step: int
+    total_steps: int
+    history: list
+    seconds: float
+    mixed_precision: str
+    model_dir: Path | None  # the saved DDPMPipeline folder (None if the run was stopped before the end)
+    checkpoint: Path | None  # the newest checkpoint
+
+    @property
+    def losses(self) -> list[float]:
+        return [h["loss"] for h in self.history]
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.total_steps
+
+
+class StopRequest:
+    """Ctrl-C / SIGINT asks the run to stop after the current step and save a checkpoint; a second Ctrl-C stops at once."""
+
+    def __init__(self, say=print):
+        self.flag, self.say, self.previous, self.first = False, say, None, 0.0
+
+    def _handle(self, signum, frame) -> None:
+        # A launcher (torchrun, accelerate launch) forwards the terminal's Ctrl-C: ignore a copy within a second.
+        if self.flag and time.monotonic() - self.first > 1.0:
+            raise KeyboardInterrupt("second Ctrl-C: stopped at once, without saving")
+        if self.flag:
+            return
+        self.flag, self.first = True, time.monotonic()
+        self.say("\nCtrl-C: finishing this step, then saving a checkpoint (press again to stop at once, unsaved).")
+
+    def __enter__(self) -> "StopRequest":
+        if threading.current_thread() is threading.main_thread():  # signal handlers only work there
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def requested(self, accelerator) -> bool:
+        """True once any process saw Ctrl-C (all processes agree, so they stop at the same step)."""
+        if accelerator.num_processes == 1:
+            return self.flag
+        flag = torch.tensor([float(self.flag)], device=accelerator.device)
+        return bool(accelerator.gather(flag).max() > 0)
+
+
+def process_state():
+    """accelerate's state of this process (device, rank, world size), created once; CPU processes need cpu=True."""
+    import os
+
+    from accelerate import PartialState
+    from accelerate.utils import parse_flag_from_env
+
+    # `accelerate launch --cpu` sets ACCELERATE_USE_CPU; torchrun on a machine without CUDA sets only WORLD_SIZE.
+    several = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or (several and not torch.cuda.is_available()))
+
+
+def make_accelerator(config: TrainingConfig):
+    """An Accelerator for this config: precision for the device, accumulation, TensorBoard, seedable data order."""
+    from accelerate import Accelerator, DataLoaderConfiguration
+    from accelerate.state import AcceleratorState, GradientState
+    from accelerate.utils import ProjectConfiguration
+
+    # accelerate keeps one state per process; forget the last run's so a notebook can call train() again with other settings
+    AcceleratorState._reset_state()
+    GradientState._reset_state()
+    device = process_state().device
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    precision, why = choose_mixed_precision(config.mixed_precision, device.type, bf16)
+    log_with = None
+    if config.logger == "tensorboard":
+        try:
+            import tensorboard  # noqa: F401  (accelerate's tracker needs it)
+
+            log_with = "tensorboard"
+        except ImportError:
+            why += " TensorBoard is not installed, so the loss is only kept for plot_loss()."
+    accelerator = Accelerator(
+        mixed_precision=precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        log_with=log_with,
+        project_config=ProjectConfiguration(project_dir=config.output_dir, logging_dir=str(Path(config.output_dir) / runs.LOGS)),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
+        step_scheduler_with_optimizer=False,  # we step the lr schedule once per optimizer step, on every process
+    )
+    return accelerator, why
+
+
+@contextmanager
+def ema_weights(ema, unet):
+    """Put the EMA weights into `unet` (for sampling or saving) and the training weights back afterwards."""
+    if ema is None:
+        yield unet
+        return
+    ema.store(unet.parameters())
+    ema.copy_to(unet.parameters())
+    try:
+        yield unet
+    finally:
+        ema.restore(unet.parameters())
+
+
+@torch.no_grad()
+def sample_images(unet, noise_scheduler, count: int, num_inference_steps: int, seed: int, autocast=None) -> list:
+    """Sample `count` images with DDPMPipeline from a CPU generator of their own; the global random state is untouched."""
+    from contextlib import nullcontext
+
+    from diffusers import DDPMPipeline, DDPMScheduler
+
+    pipeline = DDPMPipeline(unet=unet, scheduler=DDPMScheduler.from_config(noise_scheduler.config))
+    pipeline.set_progress_bar_config(disable=True)
+    devices = [unet.device.index or 0] if unet.device.type == "cuda" else []
+    was_training = unet.training
+    unet.eval()
+    try:
+        with torch.random.fork_rng(devices=devices), (autocast or nullcontext()):
+            generator = torch.Generator("cpu").manual_seed(seed)
+            return pipeline(batch_size=count, generator=generator, num_inference_steps=num_inference_steps).images
+    finally:
+        unet.train(was_training)
+
+
+def _save_samples(accelerator, unet, ema, noise_scheduler, config: TrainingConfig, step: int) -> None:
+    """Sample a grid with the EMA weights, save it as samples/step-<step>.png and log it to TensorBoard."""
+    import numpy as np
+
+    from .images import image_grid
+
+    with ema_weights(ema, unet):
+        images = sample_images(unet, noise_scheduler, config.eval_batch_size, config.num_inference_steps, config.seed,
+                               accelerator.autocast())
+    grid = image_grid(images, rows=max(1, int(len(images) ** 0.5)))  # about square: 8 images in 2 x 4, 16 in 4 x 4
+    folder = Path(config.output_dir) / runs.SAMPLES
+    folder.mkdir(parents=True, exist_ok=True)
+    grid.save(folder / f"step-{step:06d}.png")
+    if any(t.name == "tensorboard" for t in accelerator.trackers):
+        accelerator.get_tracker("tensorboard").log_images({"samples": np.asarray(grid)[None]}, step=step, dataformats="NHWC")
+
+
+def _save_checkpoint(accelerator, config: TrainingConfig, step: int) -> Path:
+    """accelerator.save_state into checkpoints/checkpoint-<step>, then keep only the newest ones."""
+    folder = runs.checkpoint_folder(config.output_dir, step)
+    accelerator.save_state(str(folder))
+    if accelerator.is_main_process:
+        runs.prune_checkpoints(config.output_dir, config.checkpoints_total_limit)
+    accelerator.wait_for_everyone()
+    return folder
+
+
+def _progress_bar(total: int, initial: int, disable: bool):
+    """tqdm: a widget in Jupyter when ipywidgets is installed, text otherwise (never a warning about it)."""
+    try:
+        import ipywidgets  # noqa: F401
+
+        from tqdm.auto import tqdm
+    except ImportError:
+        from tqdm.std import tqdm
+    return tqdm(total=total, initial=initial, desc="training", unit="step", disable=disable, dynamic_ncols=True)
+
+
+def _tracker_config(config: TrainingConfig) -> dict:
+    """TensorBoard's hparams table takes numbers, strings and booleans only."""
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in config.to_dict().items()}
+
+
+def _prepare_output_dir(accelerator, config: TrainingConfig, resume) -> Path | None:
+    """Check the output folder (see training_runs.check_output_dir), clear it if asked, save the config."""
+    checkpoint = runs.check_output_dir(config, resume)
+    accelerator.wait_for_everyone()  # every process checks the folder before the main one writes into it
+    if accelerator.is_main_process:
+        if checkpoint is None and config.overwrite_output_dir:
+            runs.clear_run(config.output_dir)
+        Path(config.output_dir).mkdir(parents=True, exist_ok=True)
+        config.save(Path(config.output_dir) / runs.CONFIG_FILE)
+    accelerator.wait_for_everyone()
+    return checkpoint
+
+
+def _check_hub(config: TrainingConfig) -> None:
+    """push_to_hub must be possible before hours of training, not after."""
+    if not config.push_to_hub:
+        return
+    from huggingface_hub import constants, get_token
+
+    if constants.HF_HUB_OFFLINE:
+        raise RuntimeError("push_to_hub=True, but the hub is offline (HF_HUB_OFFLINE=1): set push_to_hub=False.")
+    if get_token() is None:
+        raise RuntimeError("push_to_hub=True needs a token: run `hf auth login` in a terminal (or set HF_TOKEN) first.")
+
+
+def _push_to_hub(config: TrainingConfig) -> str:
+    """Upload the saved model (not the checkpoints or logs) to a model repo; return its id."""
+    from huggingface_hub import create_repo, upload_folder
+
+    repo_id = create_repo(config.hub_model_id or Path(config.output_dir).name, private=config.hub_private_repo,
+                          exist_ok=True).repo_id
+    upload_folder(repo_id=repo_id, folder_path=config.output_dir, commit_message="Train a DDPM (course lesson 05)",
+                  ignore_patterns=[f"{runs.CHECKPOINTS}/*", f"{runs.LOGS}/*"])
+    return repo_id
+
+
+# ------------------------------------------------------------------------------------------------------- the loop
+def train(config: TrainingConfig, dataset, model=None, noise_scheduler=None, resume: str | Path | None = None,
+          stop_at_step: int | None = None) -> TrainResult:
+    """Train a UNet2DModel to predict the noise added to `dataset`'s images ({'images': tensor in [-1, 1]}).
+
+    resume='latest' (or a checkpoint folder) continues a run exactly; stop_at_step pauses it like Ctrl-C does."""
+    from accelerate.utils import set_seed
+    from diffusers import DDPMScheduler
+    from diffusers.optimization import get_cosine_schedule_with_warmup
+    from diffusers.training_utils import EMAModel, cast_training_params
+
+    started = time.perf_counter()
+    accelerator, precision_note = make_accelerator(config)
+    say = accelerator.print
+    say(f"precision: {precision_note}")
+    set_seed(config.seed)  # the initial weights of a model built here
+    model = make_unet(config) if model is None else model
+    if any(p.dtype != torch.float32 for p in model.parameters() if p.requires_grad):
+        say("The model's trainable weights were not fp32: cast to fp32 (mixed precision computes in 16 bits, "
+            "but the optimizer must update fp32 weights).")
+        cast_training_params(model, torch.float32)
+    noise_scheduler = DDPMScheduler(num_train_timesteps=1000) if noise_scheduler is None else noise_scheduler
+    check_training_inputs(config, dataset, model, accelerator.num_processes)
+    _check_hub(config)
+    checkpoint = _prepare_output_dir(accelerator, config, resume)
+
+    dataloader = accelerator.prepare(make_dataloader(dataset, config))
+    total_steps = config.total_steps(len(dataloader))
+    if stop_at_step is not None and not 0 < stop_at_step <= total_steps:
+        raise ValueError(f"stop_at_step={stop_at_step}: expected a step between 1 and the run's {total_steps} steps.")
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.adam_weight_decay)
+    lr_scheduler = get_cosine_schedule_with_warmup(optimizer, config.lr_warmup_steps, total_steps)
+    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    unet = accelerator.unwrap_model(model)
+    ema = None
+    if config.use_ema:
+        ema = EMAModel(unet.parameters(), decay=config.ema_max_decay, use_ema_warmup=True,
+                       inv_gamma=config.ema_inv_gamma, power=config.ema_power)
+        accelerator.register_for_checkpointing(ema)
+    state = TrainState()
+    accelerator.register_for_checkpointing(state)
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))  # weights, optimizer, lr schedule, RNG states, EMA, counters
+        if ema is not None:
+            ema.to(accelerator.device)  # loaded onto the CPU
+        say(f"resumed from {checkpoint} at step {state.step}")
+        if stop_at_step is not None and stop_at_step <= state.step:
+            raise ValueError(f"stop_at_step={stop_at_step}, but the run is already at step {state.step}.")
+    if accelerator.is_main_process:
+        accelerator.init_trackers("ddpm", config=_tracker_config(config))
+    global_batch = config.train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps
+    say(f"{total_steps} steps ({config.steps_per_epoch(len(dataloader))} per epoch over {len(dataset)} images), "
+        f"{global_batch} images per step, on {accelerator.num_processes} x {accelerator.device.type}")
+
+    progress = _progress_bar(total_steps, state.step, disable=not accelerator.is_local_main_process)
+    losses, last_checkpoint, interrupted, stopped = [], None, False, False
+    with StopRequest(say) as stop:
+        while state.step < total_steps and not stopped:
+            dataloader.set_epoch(state.epoch)  # the shuffle order depends on (seed, epoch) only
+            batches = accelerator.skip_first_batches(dataloader, state.batch_in_epoch) if state.batch_in_epoch else dataloader
+            for batch in batches:
+                generator = step_generator(config.seed, state.micro_step, accelerator.process_index, accelerator.device)
+                images = random_flips(batch["images"], generator) if config.random_flip else batch["images"]
+                with accelerator.accumulate(model):
+                    loss = diffusion_loss(model, noise_scheduler, images, generator)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients:
+                        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad()
+                state.micro_step += 1
+                state.batch_in_epoch += 1
+                losses.append(loss.detach())
+                if not accelerator.sync_gradients:
+                    continue  # still accumulating gradients for this step
+
+                # ---- one optimizer step is done
+                lr = lr_scheduler.get_last_lr()[0]  # the rate this step used
+                lr_scheduler.step()
+                if ema is not None:
+                    ema.step(unet.parameters())
+                state.step += 1
+                if state.batch_in_epoch >= len(dataloader):
+                    state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+                step_loss = accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
+                losses = []
+                logs = {"loss": step_loss, "lr": lr}
+                if ema is not None:
+                    logs["ema_decay"] = ema.cur_decay_value
+                state.history.append({"step": state.step, "epoch": state.epoch, **logs})
+                accelerator.log(logs, step=state.step)
+                progress.update(1)
+                progress.set_postfix(loss=f"{step_loss:.4f}", lr=f"{logs['lr']:.2e}", epoch=state.epoch)
+
+                done = state.step >= total_steps
+                interrupted = stop.requested(accelerator)
+                stopped = interrupted or state.step == stop_at_step
+                if accelerator.is_main_process and (state.step % config.save_image_steps == 0 or done):
+                    _save_samples(accelerator, unet, ema, noise_scheduler, config, state.step)
+                if state.step % config.checkpointing_steps == 0 or done or stopped:
+                    last_checkpoint = _save_checkpoint(accelerator, config, state.step)
+                if done or stopped:
+                    break
+    progress.close()
+
+    model_dir = None
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        runs.save_history(config.output_dir, state.history)
+        if state.step >= total_steps:
+            with ema_weights(ema, unet):
+                model_dir = runs.save_ddpm(unet, noise_scheduler, config.output_dir)
+            say(f"saved the {'EMA ' if ema is not None else ''}model to {model_dir} (DDPMPipeline.from_pretrained loads it)")
+            if config.push_to_hub:
+                say(f"pushed to https://huggingface.co/{_push_to_hub(config)}")
+    accelerator.end_training()
+    result = TrainResult(Path(config.output_dir), state.step, total_steps, state.history, time.perf_counter() - started,
+                         accelerator.mixed_precision, model_dir, last_checkpoint or (checkpoint and Path(checkpoint)))
+    if interrupted:
+        raise KeyboardInterrupt(
+            f"Training stopped at step {state.step} of {total_steps}; checkpoint saved in {last_checkpoint}. "
+            "Continue with resume='latest': train(config, dataset, resume='latest'), or --resume latest for "
+            "scripts/train_ddpm.py."
+        )
+    return result

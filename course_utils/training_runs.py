@@ -1,0 +1,157 @@
+"""The output folder of a training run: its checkpoints (find, prune, pick one to resume), the config it was started
+with, the loss history, and the final model in the layout of google/ddpm-cat-256, so lesson 01's
+`UNet2DModel.from_pretrained(folder)` and `DDPMPipeline.from_pretrained(folder)` both load it."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+from .training_config import TrainingConfig
+
+CONFIG_FILE = "training_config.json"
+HISTORY_FILE = "history.json"
+CHECKPOINTS = "checkpoints"
+SAMPLES = "samples"
+LOGS = "logs"
+MODEL_FILES = ("model_index.json", "config.json", "diffusion_pytorch_model.safetensors", "scheduler_config.json")
+# Settings that may change when a run is resumed: how long it runs, how often it saves, where it reports.
+RESUMABLE_CHANGES = {
+    "num_epochs", "max_steps", "checkpointing_steps", "checkpoints_total_limit", "save_image_steps", "eval_batch_size",
+    "num_inference_steps", "overwrite_output_dir", "logger", "push_to_hub", "hub_model_id", "hub_private_repo",
+    "dataloader_num_workers", "output_dir",
+}
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def checkpoints(output_dir: str | Path) -> list[Path]:
+    """The checkpoint folders of a run, oldest (fewest steps) first."""
+    folder = Path(output_dir) / CHECKPOINTS
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_dir() and _CHECKPOINT.match(p.name)]
+    return sorted(found, key=checkpoint_step)
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The optimizer step a checkpoint folder was saved at (from its name, checkpoint-<step>)."""
+    match = _CHECKPOINT.match(Path(path).name)
+    if not match:
+        raise ValueError(f"{path} is not a checkpoint folder (expected a name like checkpoint-500).")
+    return int(match.group(1))
+
+
+def checkpoint_folder(output_dir: str | Path, step: int) -> Path:
+    """Where the checkpoint of `step` goes."""
+    return Path(output_dir) / CHECKPOINTS / f"checkpoint-{step}"
+
+
+def prune_checkpoints(output_dir: str | Path, keep: int | None) -> list[Path]:
+    """Delete all but the newest `keep` checkpoints (None keeps all); return the deleted folders."""
+    if keep is None:
+        return []
+    old = checkpoints(output_dir)[:-keep]
+    for folder in old:
+        shutil.rmtree(folder)
+    return old
+
+
+def find_checkpoint(output_dir: str | Path, resume: str | Path) -> Path:
+    """Resolve resume='latest' or a checkpoint path to a folder, or raise an error that says what exists."""
+    found = checkpoints(output_dir)
+    listing = ", ".join(p.name for p in found) or "none"
+    if str(resume) == "latest":
+        if not found:
+            raise FileNotFoundError(
+                f"resume='latest', but {Path(output_dir) / CHECKPOINTS} holds no checkpoint yet. Start the run without "
+                "resume= (a checkpoint is written every checkpointing_steps and when you stop a run), or check output_dir."
+            )
+        return found[-1]
+    folder = Path(resume)
+    if not folder.is_absolute() and not folder.exists():
+        folder = Path(output_dir) / CHECKPOINTS / folder
+    if not (folder / "model.safetensors").exists() and not any(folder.glob("pytorch_model*")):
+        raise FileNotFoundError(
+            f"resume={str(resume)!r}: {folder} is not a checkpoint folder. Checkpoints of this run: {listing}. "
+            "Pass resume='latest' or one of those."
+        )
+    return folder
+
+
+def holds_run(output_dir: str | Path) -> bool:
+    """True if the folder already holds a training run (its config, checkpoints or a saved model)."""
+    folder = Path(output_dir)
+    return (folder / CONFIG_FILE).exists() or bool(checkpoints(folder)) or (folder / MODEL_FILES[0]).exists()
+
+
+def clear_run(output_dir: str | Path) -> None:
+    """Delete what a previous run wrote into output_dir (and nothing else that may live there)."""
+    folder = Path(output_dir)
+    for name in (CHECKPOINTS, SAMPLES, LOGS):
+        shutil.rmtree(folder / name, ignore_errors=True)
+    for name in (CONFIG_FILE, HISTORY_FILE, *MODEL_FILES):
+        (folder / name).unlink(missing_ok=True)
+
+
+def config_differences(old: TrainingConfig, new: TrainingConfig) -> dict[str, tuple]:
+    """Fields that differ between two configs and may not change on resume, as {name: (old, new)}."""
+    a, b = old.to_dict(), new.to_dict()
+    return {k: (a[k], b[k]) for k in a if k not in RESUMABLE_CHANGES and a[k] != b.get(k)}
+
+
+def check_output_dir(config: TrainingConfig, resume: str | Path | None) -> Path | None:
+    """Before a run: refuse to mix two runs in one folder; return the checkpoint to resume from (or None)."""
+    folder = Path(config.output_dir)
+    if resume is None:
+        if holds_run(folder) and not config.overwrite_output_dir:
+            found = checkpoints(folder)
+            last = f"; newest checkpoint at step {checkpoint_step(found[-1])}" if found else ""
+            raise FileExistsError(
+                f"output_dir={str(folder)!r} already holds a training run ({len(found)} checkpoints{last}). "
+                "Continue it with resume='latest', start over with overwrite_output_dir=True (deletes that run), "
+                "or choose another output_dir."
+            )
+        return None
+    checkpoint = find_checkpoint(folder, resume)
+    saved = folder / CONFIG_FILE
+    if saved.exists():
+        changed = config_differences(TrainingConfig.load(saved), config)
+        if changed:
+            lines = "\n".join(f"  {k}: {old!r} -> {new!r}" for k, (old, new) in changed.items())
+            raise ValueError(
+                f"The run in {folder} was started with other settings, which a resumed run must keep:\n{lines}\n"
+                f"Use the same values (they are in {saved}), or start a new run in another output_dir."
+            )
+    return checkpoint
+
+
+def save_history(output_dir: str | Path, history: list[dict]) -> None:
+    """Write the loss/lr history as JSON next to the model."""
+    (Path(output_dir) / HISTORY_FILE).write_text(json.dumps(history))
+
+
+def load_history(output_dir: str | Path) -> list[dict]:
+    """The loss/lr history saved by a finished run."""
+    return json.loads((Path(output_dir) / HISTORY_FILE).read_text())
+
+
+def save_ddpm(unet, scheduler, folder: str | Path) -> Path:
+    """Save a DDPMPipeline's parts flat, like google/ddpm-cat-256: config.json and weights at the top, plus model_index.json."""
+    from diffusers import DDPMPipeline
+
+    folder = Path(folder)
+    pipeline = DDPMPipeline(unet=unet, scheduler=scheduler)
+    pipeline.unet.save_pretrained(folder)
+    pipeline.scheduler.save_pretrained(folder)
+    pipeline.save_config(folder)  # model_index.json: DDPMPipeline.from_pretrained(folder) finds the parts at the top
+    return folder
+
+
+def sample_grids(output_dir: str | Path) -> dict[int, Path]:
+    """The sample grids a run saved, by optimizer step."""
+    folder = Path(output_dir) / SAMPLES
+    found = {}
+    for path in sorted(folder.glob("step-*.png")):
+        found[int(path.stem.split("-")[1])] = path
+    return found
