@@ -109,7 +109,7 @@ def main() -> None:
     fast = fast_path(load(args.size, device, fast_dtype), device, compile_unet=args.compile)
     start = time.perf_counter()
     fast(prompt, generator=gen(), output_type="pt", **settings)
-    print(f"fast path warm-up (includes torch.compile): {time.perf_counter() - start:.1f} s, excluded below")
+    print(f"fast path warm-up{' (includes torch.compile)' if args.compile else ''}: {time.perf_counter() - start:.1f} s, excluded below")
     r = compare(
         lambda: fast(prompt, generator=gen(), output_type="pt", **settings),
         lambda: eager(prompt, generator=gen(), output_type="pt", **settings),
