@@ -110,13 +110,13 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=["tiny", "full"], default="full" if torch.cuda.is_available() else "tiny")
-    parser.add_argument("--steps", type=int, default=None, help="steady-state steps measured (default 30 tiny, 20 full)")
+    parser.add_argument("--steps", type=int, default=None, help="steady-state steps measured (default 60 tiny, 20 full)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak, for MFU")
     args = parser.parse_args()
     os.environ["TQDM_DISABLE"] = "1"  # the trainer's progress bar would flood the report
     config = TrainingConfig.full() if args.size == "full" else TrainingConfig.smoke()
-    steps = args.steps or (20 if args.size == "full" else 30)
+    steps = args.steps or (20 if args.size == "full" else 60)
     dataset = dataset_for(config.image_size)
     images = steps * config.train_batch_size
     device = "cuda" if torch.cuda.is_available() else "cpu"

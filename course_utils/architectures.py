@@ -61,8 +61,10 @@ SD_TEXT_ENCODER = {
 CLIP_TEXT_COMMON = dict(
     vocab_size=49408, max_position_embeddings=77, hidden_act="quick_gelu", bos_token_id=0, eos_token_id=2, pad_token_id=1
 )
-SD_SCHEDULER_COMMON = dict(
+# scheduler/scheduler_config.json exactly as the SD 1.x repos ship it: only these keys. Keys a repo leaves out (such as
+# timestep_spacing) take each scheduler class's own default when a lesson swaps schedulers with from_config, so a
+# stand-in must leave them out too, or smoke mode would step through other timesteps than full mode.
+SD_SCHEDULER_CONFIG = dict(
     num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-    clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+    clip_sample=False, set_alpha_to_one=False, steps_offset=1, skip_prk_steps=True, trained_betas=None,
 )
-SD_SCHEDULERS = {"sd": ("PNDMScheduler", dict(skip_prk_steps=True)), "sd-inpaint": ("DDIMScheduler", {})}

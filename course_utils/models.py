@@ -3,6 +3,7 @@ stand-in built here. Every lesson loads from the returned folder with plain `fro
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +48,7 @@ def download(spec: ModelSpec, attempts: int = 3) -> Path:
         try:
             folder = Path(snapshot_download(spec.repo_id, allow_patterns=list(spec.allow_patterns)))
             break
-        except (OSError, RuntimeError, ValueError) as err:  # connection, timeout and HTTP errors
+        except Exception as err:  # httpx timeouts and connection errors are not OSErrors in huggingface_hub 2.x
             if attempt == attempts:
                 raise
             print(f"download of {spec.repo_id} failed ({type(err).__name__}); retry {attempt}/{attempts - 1}, resuming")
@@ -69,7 +70,12 @@ def resolve(spec: ModelSpec, *, smoke: bool, hub_ok: bool, standin_root: Path) -
     if hub_ok:
         try:
             return ModelSource(spec, download(spec), "downloaded")
-        except Exception as err:  # a mirror outage must not end the lesson: say so and carry on offline
+        except Exception as err:  # a mirror outage must not end the lesson: say so loudly and carry on offline
             reason = f"download failed ({type(err).__name__}: {str(err)[:200]})"
+            warnings.warn(
+                f"{spec.repo_id}: {reason}. Using a stand-in with RANDOM weights: images will be noise. Run the cell "
+                "again to resume the download, or check HF_ENDPOINT.",
+                stacklevel=3,
+            )
     folder = get_standin(standin_root, spec, "full")
     return ModelSource(spec, folder, "stand-in", f", full-size architecture with RANDOM weights ({reason})")

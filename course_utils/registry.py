@@ -38,10 +38,11 @@ class ModelSpec:
     about: str
     allow_patterns: tuple[str, ...]
     required: tuple[str, ...]
+    scheduler: str = "PNDMScheduler"  # the class in the repo's scheduler config (what a stand-in writes)
 
 
-def _sd(name: str, repo_id: str, about: str, kind: str = "sd") -> ModelSpec:
-    return ModelSpec(name, repo_id, kind, about, _SD_FILES, _SD_REQUIRED)
+def _sd(name: str, repo_id: str, about: str, kind: str = "sd", scheduler: str = "PNDMScheduler") -> ModelSpec:
+    return ModelSpec(name, repo_id, kind, about, _SD_FILES, _SD_REQUIRED, scheduler)
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -57,8 +58,8 @@ MODELS: dict[str, ModelSpec] = {
         ),
         _sd("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "Stable Diffusion v1.5, 512 px (the community copy of runwayml's deleted repo)"),
         _sd("sd14", "CompVis/stable-diffusion-v1-4", "Stable Diffusion v1.4, 512 px"),
-        _sd("sd15-inpaint", "stable-diffusion-v1-5/stable-diffusion-inpainting", "SD 1.5 inpainting: a UNet with 9 input channels", "sd-inpaint"),
-        _sd("dreamlike-photoreal", "dreamlike-art/dreamlike-photoreal-2.0", "Dreamlike Photoreal 2.0, an SD 1.5 fine-tune for photographic images"),
+        _sd("sd15-inpaint", "stable-diffusion-v1-5/stable-diffusion-inpainting", "SD 1.5 inpainting: a UNet with 9 input channels", "sd-inpaint", "DDIMScheduler"),
+        _sd("dreamlike-photoreal", "dreamlike-art/dreamlike-photoreal-2.0", "Dreamlike Photoreal 2.0, an SD 1.5 fine-tune for photographic images", scheduler="DDIMScheduler"),
     )
 }
 

@@ -13,7 +13,7 @@ import torch
 from . import architectures as arch
 from .registry import ModelSpec
 
-STANDIN_VERSION = 1
+STANDIN_VERSION = 2
 TOKENIZER_FILES = Path(__file__).parent / "assets" / "clip_tokenizer"
 SIZES = ("tiny", "full")
 
@@ -49,17 +49,16 @@ def _build_ddpm(folder: Path, size: str) -> None:
     (folder / "model_index.json").write_text(json.dumps(index, indent=2))
 
 
-def _build_sd(folder: Path, size: str, kind: str) -> None:
+def _build_sd(folder: Path, size: str, spec: ModelSpec) -> None:
     """Stable Diffusion v1 layout: model_index.json with unet/, vae/, text_encoder/, tokenizer/, scheduler/."""
     import diffusers
     from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     unet_config = dict(arch.SD_UNET[size])
-    if kind == "sd-inpaint":
+    if spec.kind == "sd-inpaint":
         unet_config["in_channels"] = 9  # noisy latents (4) + mask (1) + masked-image latents (4)
-    scheduler_class, extra = arch.SD_SCHEDULERS[kind]
-    scheduler = getattr(diffusers, scheduler_class).from_config({**arch.SD_SCHEDULER_COMMON, **extra})
+    scheduler = getattr(diffusers, spec.scheduler).from_config(arch.SD_SCHEDULER_CONFIG)
     text_config = CLIPTextConfig(**arch.CLIP_TEXT_COMMON, **arch.SD_TEXT_ENCODER[size])
     pipe = StableDiffusionPipeline(
         vae=AutoencoderKL(**arch.SD_VAE[size]),
@@ -74,10 +73,19 @@ def _build_sd(folder: Path, size: str, kind: str) -> None:
     pipe.save_pretrained(folder)
     for name in ("vocab.json", "merges.txt"):  # the real repos ship these too; older loaders read them
         shutil.copy(TOKENIZER_FILES / name, folder / "tokenizer" / name)
-    if kind == "sd-inpaint":  # the real inpainting repo names its own pipeline class
+    _write_real_scheduler_config(folder / "scheduler" / "scheduler_config.json", spec.scheduler)
+    if spec.kind == "sd-inpaint":  # the real inpainting repo names its own pipeline class
         index = json.loads((folder / "model_index.json").read_text())
         index["_class_name"] = "StableDiffusionInpaintPipeline"
         (folder / "model_index.json").write_text(json.dumps(index, indent=2))
+
+
+def _write_real_scheduler_config(path: Path, class_name: str) -> None:
+    """Overwrite save_pretrained's config (every default spelled out) with only the keys the real repos ship."""
+    import diffusers
+
+    config = {"_class_name": class_name, "_diffusers_version": diffusers.__version__, **arch.SD_SCHEDULER_CONFIG}
+    path.write_text(json.dumps(config, indent=2))
 
 
 def _write_readme(folder: Path, spec: ModelSpec, size: str) -> None:
@@ -102,7 +110,7 @@ def build_standin(spec: ModelSpec, folder: Path, size: str = "tiny") -> Path:
             if spec.kind == "ddpm":
                 _build_ddpm(tmp, size)
             else:
-                _build_sd(tmp, size, spec.kind)
+                _build_sd(tmp, size, spec)
         _write_readme(tmp, spec, size)
         if folder.exists():  # another process finished first; keep theirs
             shutil.rmtree(tmp)

@@ -380,13 +380,16 @@ def train(config: TrainingConfig, dataset, model=None, noise_scheduler=None, res
     total_steps = config.total_steps(len(dataloader))
     if stop_at_step is not None and not 0 < stop_at_step <= total_steps:
         raise ValueError(f"stop_at_step={stop_at_step}: expected a step between 1 and the run's {total_steps} steps.")
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.adam_weight_decay)
+    # Update all tensors at once: fused kernels on a GPU, multi-tensor (foreach) ops on a CPU, where torch's default
+    # loops over the parameters one by one (bench/training.py measures what it saves).
+    fast = {"fused": True} if accelerator.device.type == "cuda" else {"foreach": True}
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.adam_weight_decay, **fast)
     lr_scheduler = get_cosine_schedule_with_warmup(optimizer, config.lr_warmup_steps, total_steps)
     model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
     unet = accelerator.unwrap_model(model)
     ema = None
     if config.use_ema:
-        ema = EMAModel(unet.parameters(), decay=config.ema_max_decay, use_ema_warmup=True,
+        ema = EMAModel(unet.parameters(), decay=config.ema_max_decay, use_ema_warmup=True, foreach=True,
                        inv_gamma=config.ema_inv_gamma, power=config.ema_power)
         accelerator.register_for_checkpointing(ema)
     state = TrainState()

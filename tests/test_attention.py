@@ -45,7 +45,7 @@ def pipe():
             text_encoder=CLIPTextModel(text_config),
             tokenizer=clip_tokenizer(),
             unet=UNet2DConditionModel(**arch.SD_UNET["tiny"]),
-            scheduler=PNDMScheduler.from_config({**arch.SD_SCHEDULER_COMMON, "skip_prk_steps": True}),
+            scheduler=PNDMScheduler.from_config(arch.SD_SCHEDULER_CONFIG),
             safety_checker=None,
             feature_extractor=None,
             requires_safety_checker=False,

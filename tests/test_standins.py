@@ -46,6 +46,21 @@ def test_sd_components_load_with_plain_from_pretrained(sd):
     assert any(name.endswith("attn2") for name, _ in unet.named_modules())
 
 
+def test_scheduler_config_has_only_the_real_repos_keys(sd, standin_root):
+    from diffusers import DDIMScheduler, UniPCMultistepScheduler
+
+    config = json.loads((sd / "scheduler" / "scheduler_config.json").read_text())
+    assert config["_class_name"] == "PNDMScheduler" and "timestep_spacing" not in config
+    # so a swapped-in scheduler takes its own default spacing, as it does with the real checkpoint
+    unipc = UniPCMultistepScheduler.from_pretrained(sd, subfolder="scheduler")
+    assert unipc.config.timestep_spacing == "linspace"
+    unipc.set_timesteps(3)
+    assert int(unipc.timesteps[0]) == 999
+    dreamlike = get_standin(standin_root, MODELS["dreamlike-photoreal"], "tiny")
+    assert isinstance(DDIMScheduler.from_pretrained(dreamlike, subfolder="scheduler"), DDIMScheduler)
+    assert json.loads((dreamlike / "scheduler" / "scheduler_config.json").read_text())["_class_name"] == "DDIMScheduler"
+
+
 def test_sd_pipeline_runs_on_the_standin(sd):
     pipe = StableDiffusionPipeline.from_pretrained(sd, safety_checker=None)
     pipe.set_progress_bar_config(disable=True)
