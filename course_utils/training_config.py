@@ -95,7 +95,9 @@ class TrainingConfig:
     @classmethod
     def full(cls, **overrides: Any) -> "TrainingConfig":
         """The seed notes' model: 128 px, six levels of 128-512 channels with one attention level, batch 16."""
-        settings = dict(image_size=128, **FULL_UNET, train_batch_size=16, num_epochs=50, output_dir="outputs/ddpm-128")
+        # Sample grids use all 1,000 DDPM steps, so draw 8 images every 1,000 steps (a few grids, not a dozen of 16).
+        settings = dict(image_size=128, **FULL_UNET, train_batch_size=16, num_epochs=50, eval_batch_size=8,
+                        save_image_steps=1000, output_dir="outputs/ddpm-128")
         return cls(**{**settings, **overrides})
 
     @classmethod
