@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,6 @@ class Course:
     cache_dir: Path
     hub_ok: bool
     seed: int = 0
-    sources: dict = field(default_factory=dict)
 
     @property
     def smoke(self) -> bool:
@@ -52,7 +51,6 @@ class Course:
 
         spec = model_spec(name)
         found = resolve(spec, smoke=self.smoke, hub_ok=self.hub_ok, standin_root=self.cache_dir / "course-standins")
-        self.sources[spec.name] = found.source
         print(found)
         return found.path
 
