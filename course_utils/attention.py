@@ -436,9 +436,9 @@ def overlay(image: Image.Image, heat: torch.Tensor, alpha: float = 0.5, cmap: st
 
 
 def show_word_maps(image: Image.Image, maps: dict[str, torch.Tensor], cols: int | None = None, alpha: float = 0.5, size: float = 2.2, suptitle: str = ""):
-    """The image, then one overlay per word, titled with the word; returns the figure."""
+    """The image, then one overlay per word, titled with the word."""
     from .images import show
 
     panels = [image] + [overlay(image, heat, alpha) for heat in maps.values()]
     titles = ["image"] + [repr(word) if not word.isalnum() else word for word in maps]
-    return show(panels, titles=titles, cols=cols or min(len(panels), 6), size=size, suptitle=suptitle)
+    show(panels, titles=titles, cols=cols or min(len(panels), 6), size=size, suptitle=suptitle)

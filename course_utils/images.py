@@ -74,7 +74,7 @@ def image_grid(images: Sequence[Image.Image], rows: int | None = None, cols: int
 
 
 def show(images, titles: Sequence[str] | None = None, cols: int | None = None, size: float = 2.5, suptitle: str = ""):
-    """Show one or more PIL images (or a [-1, 1] tensor batch) side by side with titles; returns the figure."""
+    """Show one or more PIL images (or a [-1, 1] tensor batch) side by side with titles."""
     import matplotlib.pyplot as plt
 
     if isinstance(images, torch.Tensor):
@@ -92,5 +92,4 @@ def show(images, titles: Sequence[str] | None = None, cols: int | None = None, s
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
-    plt.show()
-    return fig
+    plt.show()  # returns nothing: a returned figure would be drawn a second time as the cell's result

@@ -33,7 +33,7 @@ def _timestep_sets(used_timesteps, length: int) -> dict[str, torch.Tensor]:
 
 
 def plot_noise_schedule(signal, noise, used_timesteps=None, title: str = ""):
-    """Draw signal and noise scale against the timestep, with a row of ticks per sampler's timesteps; return the figure.
+    """Draw signal and noise scale against the timestep, with a row of ticks per sampler's timesteps.
 
     `signal[t]` is sqrt(alphas_cumprod[t]) and `noise[t]` is sqrt(1 - alphas_cumprod[t]): a noisy sample at step t is
     signal[t] * clean_image + noise[t] * gaussian_noise. `used_timesteps` is `scheduler.timesteps` after
@@ -63,5 +63,4 @@ def plot_noise_schedule(signal, noise, used_timesteps=None, title: str = ""):
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    plt.show()
-    return fig
+    plt.show()  # returns nothing: a returned figure would be drawn a second time as the cell's result

@@ -29,7 +29,7 @@ def moving_average(values: Sequence[float], window: int) -> list[float]:
 
 
 def plot_loss(run, window: int | None = None, marks: dict[str, int] | None = None, title: str = "Training loss"):
-    """Loss per step (thin), its moving average (thick) and the learning rate (right axis); returns the figure."""
+    """Loss per step (thin), its moving average (thick) and the learning rate (right axis)."""
     import matplotlib.pyplot as plt
 
     history = _history(run)
@@ -55,12 +55,11 @@ def plot_loss(run, window: int | None = None, marks: dict[str, int] | None = Non
     ax.legend(handles, [h.get_label() for h in handles], loc="upper right", fontsize=8)
     ax.set_title(title)
     fig.tight_layout()
-    plt.show()
-    return fig
+    plt.show()  # returns nothing: a returned figure would be drawn a second time as the cell's result
 
 
 def show_samples(output_dir: str | Path, steps: Sequence[int] | None = None, max_grids: int = 4, size: float = 3.2):
-    """The sample grids saved during training, side by side, titled with their step; returns the figure."""
+    """The sample grids saved during training, side by side, titled with their step."""
     import matplotlib.pyplot as plt
     from PIL import Image
 
@@ -77,5 +76,4 @@ def show_samples(output_dir: str | Path, steps: Sequence[int] | None = None, max
         ax.set_axis_off()
     fig.suptitle("Samples (EMA weights, the same starting noise each time)")
     fig.tight_layout()
-    plt.show()
-    return fig
+    plt.show()  # returns nothing: a returned figure would be drawn a second time as the cell's result

@@ -247,7 +247,8 @@ def test_check_noise_overtakes_signal(folder, capsys):
 def test_plot_noise_schedule_draws_both_curves_and_tick_rows():
     abar = DDPMScheduler().alphas_cumprod
     signal, noise = abar.sqrt(), (1 - abar).sqrt()
-    fig = plot_noise_schedule(signal, noise, used_timesteps={"DDPM": torch.arange(999, -1, -4), "DDIM": [980, 500, 0]})
+    plot_noise_schedule(signal, noise, used_timesteps={"DDPM": torch.arange(999, -1, -4), "DDIM": [980, 500, 0]})
+    fig = plt.gcf()
     lines = fig.axes[0].get_lines()
     assert len(lines) == 4
     assert np.allclose(lines[0].get_ydata(), signal.numpy()) and np.allclose(lines[1].get_ydata(), noise.numpy())
@@ -255,7 +256,8 @@ def test_plot_noise_schedule_draws_both_curves_and_tick_rows():
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert "DDPM: 250 steps" in labels and "DDIM: 3 steps" in labels
     plt.close(fig)
-    fig = plot_noise_schedule(signal, noise, used_timesteps=[999, 0])  # a plain sequence works too
+    plot_noise_schedule(signal, noise, used_timesteps=[999, 0])  # a plain sequence works too
+    fig = plt.gcf()
     assert len(fig.axes[0].get_lines()) == 3
     plt.close(fig)
 
