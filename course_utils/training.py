@@ -371,6 +371,10 @@ def train(config: TrainingConfig, dataset, model=None, noise_scheduler=None, res
         say("The model's trainable weights were not fp32: cast to fp32 (mixed precision computes in 16 bits, "
             "but the optimizer must update fp32 weights).")
         cast_training_params(model, torch.float32)
+    if config.channels_last:
+        model.to(memory_format=torch.channels_last)  # convolutions then also produce channels_last activations
+    if config.torch_compile:
+        model.compile()  # in place: the module, its state_dict keys and what is saved stay the same
     noise_scheduler = DDPMScheduler(num_train_timesteps=1000) if noise_scheduler is None else noise_scheduler
     check_training_inputs(config, dataset, model, accelerator.num_processes)
     _check_hub(config)
@@ -408,7 +412,22 @@ def train(config: TrainingConfig, dataset, model=None, noise_scheduler=None, res
         f"{global_batch} images per step, on {accelerator.num_processes} x {accelerator.device.type}")
 
     progress = _progress_bar(total_steps, state.step, disable=not accelerator.is_local_main_process)
-    losses, last_checkpoint, interrupted, stopped = [], None, False, False
+    losses, pending, last_checkpoint, interrupted, stopped = [], [], None, False, False
+
+    def read_losses() -> None:
+        """Read the pending steps' losses back from the device in one go (each read makes the CPU wait for the GPU,
+        so it happens every logging_steps, not every step), average them over the processes, and log them."""
+        if not pending:
+            return
+        values = accelerator.reduce(torch.stack([loss for _, loss in pending]), reduction="mean").tolist()
+        for (entry, _), value in zip(pending, values):
+            entry["loss"] = value
+            state.history.append(entry)
+            accelerator.log({k: v for k, v in entry.items() if k not in ("step", "epoch")}, step=entry["step"])
+        pending.clear()
+        last = state.history[-1]
+        progress.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}", epoch=last["epoch"])
+
     with StopRequest(say) as stop:
         while state.step < total_steps and not stopped:
             dataloader.set_epoch(state.epoch)  # the shuffle order depends on (seed, epoch) only
@@ -430,32 +449,33 @@ def train(config: TrainingConfig, dataset, model=None, noise_scheduler=None, res
                     continue  # still accumulating gradients for this step
 
                 # ---- one optimizer step is done
-                lr = lr_scheduler.get_last_lr()[0]  # the rate this step used
+                entry = {"step": state.step + 1, "epoch": state.epoch, "loss": None, "lr": lr_scheduler.get_last_lr()[0]}
                 lr_scheduler.step()
                 if ema is not None:
                     ema.step(unet.parameters())
+                    entry["ema_decay"] = ema.cur_decay_value
                 state.step += 1
                 if state.batch_in_epoch >= len(dataloader):
                     state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-                step_loss = accelerator.reduce(torch.stack(losses).mean(), reduction="mean").item()
+                pending.append((entry, torch.stack(losses).mean()))  # the loss stays on the device for now
                 losses = []
-                logs = {"loss": step_loss, "lr": lr}
-                if ema is not None:
-                    logs["ema_decay"] = ema.cur_decay_value
-                state.history.append({"step": state.step, "epoch": state.epoch, **logs})
-                accelerator.log(logs, step=state.step)
                 progress.update(1)
-                progress.set_postfix(loss=f"{step_loss:.4f}", lr=f"{logs['lr']:.2e}", epoch=state.epoch)
 
                 done = state.step >= total_steps
-                interrupted = stop.requested(accelerator)
+                if accelerator.num_processes == 1 or state.step % config.logging_steps == 0 or done:
+                    interrupted = stop.requested(accelerator)  # with several processes, a collective: not every step
                 stopped = interrupted or state.step == stop_at_step
-                if accelerator.is_main_process and (state.step % config.save_image_steps == 0 or done):
+                samples = state.step % config.save_image_steps == 0 or done
+                checkpoint_now = state.step % config.checkpointing_steps == 0 or done or stopped
+                if state.step % config.logging_steps == 0 or samples or checkpoint_now:
+                    read_losses()  # on every process (a collective); before a checkpoint, which saves the history
+                if samples and accelerator.is_main_process:
                     _save_samples(accelerator, unet, ema, noise_scheduler, config, state.step)
-                if state.step % config.checkpointing_steps == 0 or done or stopped:
+                if checkpoint_now:
                     last_checkpoint = _save_checkpoint(accelerator, config, state.step)
                 if done or stopped:
                     break
+    read_losses()
     progress.close()
 
     model_dir = None

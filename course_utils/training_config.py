@@ -57,6 +57,11 @@ class TrainingConfig:
     adam_weight_decay: float = 1e-6
     max_grad_norm: float = 1.0
     mixed_precision: str = "auto"  # auto: bf16 on GPUs that have it, fp16 (with a loss scaler) on older ones, none on CPU
+    # Speed switches for a GPU, off by default (bench/training.py measures what they give on yours): channels_last
+    # stores conv weights and activations height-width-channel, the layout tensor cores read fastest; torch_compile
+    # fuses the UNet's kernels (the first steps then take a minute or more to compile). Neither changes what is saved.
+    channels_last: bool = False
+    torch_compile: bool = False
     # EMA (指数移动平均) of the weights, used for sampling and saving; decay warms up towards ema_max_decay.
     use_ema: bool = True
     ema_max_decay: float = 0.9999
@@ -72,6 +77,9 @@ class TrainingConfig:
     checkpoints_total_limit: int | None = 2
     overwrite_output_dir: bool = False
     logger: str = "tensorboard"
+    # The loss is read back from the device every logging_steps steps, all at once: each read makes the CPU wait for the
+    # GPU, so reading every step would leave the GPU idle while Python queues the next step. History keeps every step.
+    logging_steps: int = 10
     push_to_hub: bool = False
     hub_model_id: str | None = None
     hub_private_repo: bool = False
@@ -110,7 +118,7 @@ class TrainingConfig:
         """Check types, choices and the shape rules of the UNet; raise ValueError naming the field and a fix."""
         for name in ("image_size", "layers_per_block", "norm_num_groups", "train_batch_size", "num_epochs",
                      "gradient_accumulation_steps", "eval_batch_size", "num_inference_steps", "save_image_steps",
-                     "checkpointing_steps"):
+                     "checkpointing_steps", "logging_steps"):
             require_positive_int(name, getattr(self, name))
         for name in ("max_steps", "checkpoints_total_limit"):
             if getattr(self, name) is not None:

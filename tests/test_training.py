@@ -221,6 +221,75 @@ def test_run_saves_checkpoints_samples_and_a_model_lesson_01_can_load(tmp_path, 
     assert "saved the EMA model" in capsys.readouterr().out
 
 
+def test_losses_are_read_back_every_logging_steps_and_every_step_is_kept(tmp_path, one_thread, monkeypatch):
+    """Reading a loss makes the CPU wait for the GPU: the trainer reads them in groups, without losing any."""
+    from accelerate import Accelerator
+
+    reads = []
+    original = Accelerator.reduce
+
+    def counted(self, tensor, *args, **kwargs):
+        reads.append(tuple(tensor.shape))
+        return original(self, tensor, *args, **kwargs)
+
+    monkeypatch.setattr(Accelerator, "reduce", counted)
+    grouped = train(tiny_config(tmp_path / "a", logging_steps=4), ShapeImages(8))
+    assert reads == [(4,), (2,)]  # steps 1-4 at step 4, steps 5-6 at the end
+    reads.clear()
+    each = train(tiny_config(tmp_path / "b", logging_steps=1), ShapeImages(8))
+    assert reads == [(1,)] * 6
+    assert [h["step"] for h in grouped.history] == [1, 2, 3, 4, 5, 6]
+    assert grouped.losses == each.losses and all(np.isfinite(grouped.losses))
+    assert [h["lr"] for h in grouped.history] == [h["lr"] for h in each.history]
+
+
+def test_channels_last_trains_saves_and_resumes_exactly(tmp_path, one_thread, monkeypatch):
+    """The speed switch changes the memory layout only: same keys, a model lesson 01 loads, an exact resume."""
+    from diffusers.training_utils import EMAModel
+
+    layouts = []
+    original = EMAModel.step
+
+    def step(self, parameters):
+        parameters = list(parameters)
+        layouts.append(all(p.is_contiguous(memory_format=torch.channels_last) for p in parameters if p.dim() == 4))
+        return original(self, parameters)
+
+    monkeypatch.setattr(EMAModel, "step", step)
+    config = tiny_config(tmp_path, channels_last=True, gradient_accumulation_steps=2)
+    straight = train(config, ShapeImages(10))
+    assert layouts and all(layouts), "the conv weights were not channels_last during training"
+    plain = train(config.replace(channels_last=False, output_dir=str(tmp_path / "plain")), ShapeImages(10))
+    np.testing.assert_allclose(straight.losses, plain.losses, rtol=1e-3)  # the same training, another layout
+    assert weights(straight.model_dir).keys() == weights(plain.model_dir).keys()
+    paused = config.replace(output_dir=str(tmp_path / "paused"))
+    train(paused, ShapeImages(10), stop_at_step=3)
+    resumed = train(paused, ShapeImages(10), resume="latest")
+    assert_same(checkpoint_weights(resumed.checkpoint), checkpoint_weights(straight.checkpoint))
+    assert_same(weights(resumed.model_dir), weights(straight.model_dir))
+
+
+def test_torch_compile_compiles_the_unet_in_place(tmp_path, one_thread, monkeypatch):
+    """Compiling takes minutes on a CPU, so here compile() only records its call; the GPU test below compiles."""
+    from diffusers import UNet2DModel
+
+    compiled = []
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: compiled.append(type(self).__name__))
+    result = train(tiny_config(tmp_path, torch_compile=True, max_steps=2), ShapeImages(8))
+    assert compiled == ["UNet2DModel"] and result.finished
+    assert UNet2DModel.from_pretrained(result.model_dir).state_dict().keys() == make_unet(
+        tiny_config(tmp_path)).state_dict().keys()  # no "_orig_mod." prefix in what is saved
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="compiling on a CPU takes minutes; tier 3 (a GPU) runs it")
+def test_torch_compile_and_channels_last_train_on_a_gpu(tmp_path):
+    config = tiny_config(tmp_path, torch_compile=True, channels_last=True, max_steps=4, save_image_steps=4)
+    result = train(config, ShapeImages(8))
+    assert result.finished and all(np.isfinite(result.losses))
+    eager = train(config.replace(torch_compile=False, output_dir=str(tmp_path / "eager")), ShapeImages(8))
+    np.testing.assert_allclose(result.losses, eager.losses, rtol=0.05)
+
+
 def test_stopped_and_resumed_run_ends_with_the_same_weights(tmp_path, straight_run):
     """3 steps, stop, resume for 3 more == 6 steps in one go (training weights and EMA weights), even though the
     stop falls mid-epoch, gradients are accumulated, images flipped, and the resumed run samples grids every step."""
