@@ -1,14 +1,22 @@
 """Training benchmark: the course trainer (course_utils.training.train) against a reference loop written the way the
-diffusers basic-training tutorial writes it (accelerate, no compile, num_workers=0, `.item()` every step), on the
-same model, data, batch size and number of steps, measured alternately in one run. Prints images per second for each
-and the ratio; on a GPU also the model FLOPs utilisation from an analytic FLOP count of the UNet.
+diffusers basic-training tutorial writes it (accelerate, no compile, num_workers=0, a progress bar and `.item()`
+every step), on the same model, data, batch size and steps, run alternately in one process. Prints images per second
+for each and the ratio; on a GPU also the model FLOPs utilisation from the UNet's FLOP count.
 
     python bench/training.py                 # CPU: the smoke preset's tiny UNet at 32 px on the shipped dataset
     python bench/training.py --size full     # GPU: the seed's 128 px UNet (128-512 channels), batch 16
+    python bench/training.py --variants      # also the trainer with channels_last, and with torch.compile
+
+How: both loops stamp the time when each step starts. The steady window runs from the first stamp after the warm-up
+to the last stamp, both taken right after the loop waited for the device (the reference reads the loss every step, the
+course trainer every logging_steps), so the window holds exactly the work of its steps: no model building, compiling,
+checkpoint or sample, and on a GPU no queued work left unmeasured. On a CPU, where other processes can stall a step,
+the median step time is printed beside the window's mean.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -20,8 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from timing import sync  # noqa: E402
+WARMUP = 10  # steps before the window: kernels chosen, allocator warm, compiled graphs built
 
 
 def dataset_for(image_size: int):
@@ -31,8 +38,15 @@ def dataset_for(image_size: int):
     return with_transform(load_offline(), image_size, flip=False)
 
 
-def reference_loop(config, dataset, steps: int) -> float:
-    """The tutorial's train_loop, cut to `steps` optimizer steps; returns the seconds the steps took."""
+@contextlib.contextmanager
+def quiet():
+    """Both loops draw a progress bar and the trainer prints its settings: send them nowhere while timing."""
+    with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink), contextlib.redirect_stdout(sink):
+        yield
+
+
+def reference_loop(config, dataset, steps: int) -> list[float]:
+    """The tutorial's train_loop, cut to `steps` optimizer steps; returns the time each step started (and the end)."""
     from accelerate import Accelerator
     from diffusers import DDPMScheduler
     from diffusers.optimization import get_cosine_schedule_with_warmup
@@ -44,18 +58,16 @@ def reference_loop(config, dataset, steps: int) -> float:
     torch.manual_seed(config.seed)
     model = make_unet(config)
     noise_scheduler = DDPMScheduler(num_train_timesteps=1000)
-    mixed = "fp16" if torch.cuda.is_available() else "no"
-    accelerator = Accelerator(mixed_precision=mixed)
+    accelerator = Accelerator(mixed_precision="fp16" if torch.cuda.is_available() else "no")
     loader = torch.utils.data.DataLoader(dataset, batch_size=config.train_batch_size, shuffle=True,
                                          collate_fn=collate_images, num_workers=0)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
     lr_scheduler = get_cosine_schedule_with_warmup(optimizer, config.lr_warmup_steps, steps)
     model, optimizer, loader, lr_scheduler = accelerator.prepare(model, optimizer, loader, lr_scheduler)
-    done, progress = 0, tqdm(total=steps, disable=True)
-    sync(accelerator.device.type)
-    start = time.perf_counter()
-    while done < steps:
+    stamps, progress = [], tqdm(total=steps, disable=not accelerator.is_local_main_process)
+    while len(stamps) < steps:
         for batch in loader:
+            stamps.append(time.perf_counter())
             clean = batch["images"]
             noise = torch.randn(clean.shape, device=clean.device)
             timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (clean.shape[0],), device=clean.device)
@@ -68,28 +80,51 @@ def reference_loop(config, dataset, steps: int) -> float:
                 optimizer.step()
                 lr_scheduler.step()
                 optimizer.zero_grad()
-            progress.set_postfix(loss=loss.detach().item(), lr=lr_scheduler.get_last_lr()[0])
-            done += 1
-            if done == steps:
+            progress.update(1)
+            logs = {"loss": loss.detach().item(), "lr": lr_scheduler.get_last_lr()[0], "step": len(stamps)}
+            progress.set_postfix(**logs)
+            accelerator.log(logs, step=len(stamps))
+            if len(stamps) == steps:
                 break
-    sync(accelerator.device.type)
-    return time.perf_counter() - start
+    stamps.append(time.perf_counter())  # .item() above waited for the device
+    progress.close()
+    return stamps
 
 
-def course_trainer(config, dataset, steps: int) -> float:
-    """The course trainer for `steps` steps (EMA, checkpoint and a 1-step sample at the end included); returns seconds."""
-    from course_utils.training import train
+def course_trainer(config, dataset, steps: int, **switches) -> list[float]:
+    """The course trainer for `steps` steps; returns the time each step started (stamped where it draws the step's
+    random numbers, right after the batch arrives, as in the reference) and the time the last read-back ended."""
+    from course_utils import training
 
     folder = Path(tempfile.mkdtemp(prefix="bench-train-"))
+    stamps, original = [], training.step_generator
+
+    def stamped(*args, **kwargs):
+        stamps.append(time.perf_counter())
+        return original(*args, **kwargs)
+
+    run_config = config.replace(max_steps=steps, output_dir=str(folder), checkpointing_steps=steps, save_image_steps=steps,
+                                eval_batch_size=1, num_inference_steps=1, logger="none", random_flip=False, **switches)
+    training.step_generator = stamped
     try:
-        run_config = config.replace(max_steps=steps, output_dir=str(folder), checkpointing_steps=steps,
-                                    save_image_steps=steps, eval_batch_size=1, num_inference_steps=1, logger="none",
-                                    random_flip=False)
-        start = time.perf_counter()
-        train(run_config, dataset)
-        return time.perf_counter() - start
+        with quiet():
+            training.train(run_config, dataset)
     finally:
+        training.step_generator = original
         shutil.rmtree(folder, ignore_errors=True)
+    return stamps
+
+
+def steady(stamps: list[float], synced_every: int) -> tuple[float, float]:
+    """(mean, median) seconds per step over the window from the first synced stamp after WARMUP to the last one.
+    Stamp i is taken as step i+1 starts; after a read-back at step k (k % synced_every == 0) stamp k is exact."""
+    first = -(-WARMUP // synced_every) * synced_every
+    last = (len(stamps) - 1) // synced_every * synced_every
+    if last <= first:
+        raise ValueError(f"{len(stamps) - 1} steps leave no window after the {WARMUP}-step warm-up: use more --steps.")
+    window = stamps[first:last + 1]
+    gaps = [b - a for a, b in zip(window, window[1:])]
+    return (window[-1] - window[0]) / (last - first), statistics.median(gaps)
 
 
 def unet_flops_per_image(config) -> float:
@@ -109,35 +144,56 @@ def main() -> None:
     from course_utils.training_config import TrainingConfig
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=["tiny", "full"], default="full" if torch.cuda.is_available() else "tiny")
-    parser.add_argument("--steps", type=int, default=None, help="steady-state steps measured (default 60 tiny, 20 full)")
-    parser.add_argument("--repeats", type=int, default=3)
+    on_gpu = torch.cuda.is_available()
+    parser.add_argument("--size", choices=["tiny", "full"], default="full" if on_gpu else "tiny")
+    parser.add_argument("--steps", type=int, default=None, help="steps per run, warm-up included (default 70 tiny, 50 full)")
+    parser.add_argument("--repeats", type=int, default=None, help="runs of each loop, alternating (default 5 tiny, 2 full)")
+    parser.add_argument("--variants", action=argparse.BooleanOptionalAction, default=on_gpu,
+                        help="also time the trainer with channels_last, and with channels_last + torch.compile "
+                             "(default: on a GPU; on a CPU compiling takes minutes)")
     parser.add_argument("--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak, for MFU")
     args = parser.parse_args()
-    os.environ["TQDM_DISABLE"] = "1"  # the trainer's progress bar would flood the report
     config = TrainingConfig.full() if args.size == "full" else TrainingConfig.smoke()
-    steps = args.steps or (20 if args.size == "full" else 60)
+    steps = args.steps or (50 if args.size == "full" else 70)
+    repeats = args.repeats or (2 if args.size == "full" else 5)
     dataset = dataset_for(config.image_size)
-    images = steps * config.train_batch_size
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    print(f"device {device}, {args.size} UNet at {config.image_size} px, batch {config.train_batch_size}, {steps} steps, "
-          f"{len(dataset)} images")
-    reference_loop(config, dataset, 3)  # warm-up: kernels, allocator, file cache
-    # Each side runs `steps` and 2*`steps` steps; the difference is the time of `steps` steady-state steps, without
-    # the fixed costs (building the model, the trainer's final EMA save, checkpoint and sample).
-    ours, theirs = [], []
-    for _ in range(args.repeats):
-        ours.append(course_trainer(config, dataset, 2 * steps) - course_trainer(config, dataset, steps))
-        theirs.append(reference_loop(config, dataset, 2 * steps) - reference_loop(config, dataset, steps))
-    ours_s, theirs_s = statistics.median(ours), statistics.median(theirs)
-    print(f"course trainer  {images / ours_s:8.1f} images/s  ({ours_s:.2f} s for {steps} steady steps)")
-    print(f"reference loop  {images / theirs_s:8.1f} images/s  ({theirs_s:.2f} s for {steps} steady steps)")
-    print(f"RATIO course trainer vs reference (images/s): {theirs_s / ours_s:.2f}  (goal: >= 1.0 on CPU, >= 2 on a GPU)")
-    if device == "cuda":
-        flops = unet_flops_per_image(config)
-        peak = (args.peak_tflops or 989.0) * 1e12  # H100/H200 SXM dense bf16
-        print(f"UNet: {flops / 1e9:.1f} GFLOP per training image; MFU course {flops * images / ours_s / peak:.1%}, "
-              f"reference {flops * images / theirs_s / peak:.1%} (of {peak / 1e12:.0f} TFLOP/s)")
+    device = "cuda" if on_gpu else "cpu"
+    print(f"device {device}, {args.size} UNet at {config.image_size} px, batch {config.train_batch_size}, {steps} steps "
+          f"per run ({WARMUP} warm-up), {repeats} runs of each, alternating; {len(dataset)} images", flush=True)
+
+    candidates = {"course trainer": {}}
+    if args.variants:
+        candidates["+ channels_last"] = {"channels_last": True}
+        candidates["+ channels_last + torch.compile"] = {"channels_last": True, "torch_compile": True}
+    every = config.logging_steps
+    with quiet():
+        reference_loop(config, dataset, 3)  # first touch: file cache, allocator, kernel selection
+    results = {name: [] for name in ["reference loop", *candidates]}
+    for _ in range(repeats):
+        with quiet():
+            results["reference loop"].append(steady(reference_loop(config, dataset, steps), 1))
+        for name, switches in candidates.items():
+            results[name].append(steady(course_trainer(config, dataset, steps, **switches), every))
+
+    images = config.train_batch_size
+    ref_mean = statistics.median(r[0] for r in results["reference loop"])
+    ref_median = statistics.median(r[1] for r in results["reference loop"])
+    flops = unet_flops_per_image(config) if on_gpu else None
+    peak = (args.peak_tflops or 989.0) * 1e12  # H100/H200 SXM dense bf16
+    for name, runs in results.items():
+        mean, median = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+        line = f"{name:<34} {images / mean:8.1f} images/s  {mean * 1e3:7.1f} ms/step (median step {median * 1e3:6.1f} ms)"
+        if flops:
+            line += f"  MFU {flops * images / mean / peak:.1%}"
+        print(line)
+    for name, runs in results.items():
+        if name == "reference loop":
+            continue
+        mean, median = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+        print(f"RATIO {name} vs reference (images/s): {ref_mean / mean:.2f}  (median steps: {ref_median / median:.2f}; "
+              f"goal: >= 1.0 on CPU, >= 2 on a GPU)")
+    if flops:
+        print(f"UNet: {flops / 1e9:.1f} GFLOP per training image (forward + backward); MFU against {peak / 1e12:.0f} TFLOP/s")
 
 
 if __name__ == "__main__":
