@@ -1,0 +1,76 @@
+"""The benchmarks' measuring parts: the steady window between device syncs, the ratio's interval, the step stamps
+both training loops give (a trainer change that skipped the stamp would silently break bench/training.py), and the
+notebook runner scripts/gpu_check.sh uses."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+
+import training as bench_training  # noqa: E402
+from timing import ratio_interval  # noqa: E402
+
+
+def test_steady_window_starts_and_ends_on_synced_stamps():
+    # 40 steps of 0.1 s, except the first (compiling, 5 s) and a slow one inside the window
+    starts = [0.0, 5.0]
+    for step in range(2, 41):
+        starts.append(starts[-1] + (0.5 if step == 25 else 0.1))
+    mean, median = bench_training.steady(starts, synced_every=10)  # window: stamps 10..40
+    assert mean == pytest.approx((3.0 + 0.4) / 30)
+    assert median == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="no window"):
+        bench_training.steady(starts[:15], synced_every=10)
+
+
+def test_ratio_interval_brackets_the_true_ratio():
+    reference = [2.0 + 0.01 * (i % 5) for i in range(15)]
+    candidate = [1.0 + 0.01 * (i % 3) for i in range(15)]
+    low, high = ratio_interval(candidate, reference)
+    assert 1.9 < low <= high < 2.1
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_both_training_loops_stamp_every_step(one_thread):
+    from course_utils.training_config import TrainingConfig
+
+    config = TrainingConfig.smoke(block_out_channels=(8, 16, 16), norm_num_groups=4)
+    dataset = bench_training.dataset_for(config.image_size)
+    course = bench_training.course_trainer(config, dataset, 22)
+    reference = bench_training.reference_loop(config, dataset, 22)
+    assert len(course) == 22 and len(reference) == 23  # a stamp as each step starts; the reference also stamps its end
+    assert course == sorted(course) and reference == sorted(reference)
+    for stamps, synced_every in ((course, config.logging_steps), (reference, 1)):
+        mean, median = bench_training.steady(stamps, synced_every)
+        assert 0 < median and 0 < mean < (stamps[-1] - stamps[0]) / 5
+
+
+def test_run_notebooks_reports_the_failing_cell(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise ValueError('broken on purpose')")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "broken.ipynb"
+    nbformat.write(nb, path)
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), str(path), "--out", str(tmp_path / "out"),
+                           "--timeout", "60"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "FAILED" in done.stdout and "ValueError: broken on purpose" in done.stdout
+    assert (tmp_path / "out" / "broken.ipynb").exists()
+
+
+def test_gpu_check_script_parses():
+    assert subprocess.run(["bash", "-n", str(ROOT / "scripts" / "gpu_check.sh")]).returncode == 0
