@@ -169,10 +169,12 @@ def main() -> None:
     with quiet():
         reference_loop(config, dataset, 3)  # first touch: file cache, allocator, kernel selection
     results = {name: [] for name in ["reference loop", *candidates]}
-    for _ in range(repeats):
+    for repeat in range(repeats):
         with quiet():
             results["reference loop"].append(steady(reference_loop(config, dataset, steps), 1))
         for name, switches in candidates.items():
+            if switches.get("torch_compile") and repeat:
+                continue  # each run compiles anew (a minute or more): one run of the compiled trainer
             results[name].append(steady(course_trainer(config, dataset, steps, **switches), every))
 
     images = config.train_batch_size
