@@ -75,8 +75,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None, help="timed runs of each side, alternating (default 15 tiny, 5 full)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=torch.cuda.is_available(),
                         help="torch.compile the UNet in the fast path (default: on a GPU only; on a CPU it takes minutes)")
-    parser.add_argument("--compile-mode", default="max-autotune",
-                        help="torch.compile's mode: max-autotune (fastest, minutes of autotuning) or default (quicker to build)")
+    parser.add_argument("--compile-mode", default="max-autotune" if torch.cuda.is_available() else "default",
+                        help="torch.compile's mode: max-autotune (fastest on a GPU, minutes of autotuning; the default "
+                             "there) or default (quicker to build; the default on a CPU)")
     args = parser.parse_args()
     from transformers.utils import logging as transformers_logging
 

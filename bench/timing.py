@@ -34,7 +34,7 @@ def ratio_interval(candidate: list[float], reference: list[float], level: float 
         for _ in range(draws)
     )
     tail = (1 - level) / 2
-    return ratios[int(tail * draws)], ratios[int((1 - tail) * draws) - 1]
+    return ratios[round(tail * draws)], ratios[round((1 - tail) * draws) - 1]
 
 
 def compare(candidate: Callable[[], object], reference: Callable[[], object], device: str, repeats: int = 5, warmup: int = 1) -> dict:

@@ -175,7 +175,8 @@ class StopRequest:
         if self.flag:
             return
         self.flag, self.first = True, time.monotonic()
-        self.say("\nCtrl-C: finishing this step, then saving a checkpoint (press again to stop at once, unsaved).")
+        self.say("\nCtrl-C: finishing this step (with several processes: up to the next logging step), then saving a "
+                 "checkpoint (press again to stop at once, unsaved).")
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():  # signal handlers only work there

@@ -123,6 +123,10 @@ class TrainingConfig:
         for name in ("max_steps", "checkpoints_total_limit"):
             if getattr(self, name) is not None:
                 require_positive_int(name, getattr(self, name))
+        for f in fields(self):
+            if f.type in ("bool", bool) and not isinstance(getattr(self, f.name), bool):
+                raise ValueError(f"{f.name}={getattr(self, f.name)!r}: expected True or False (a string such as "
+                                 "'false' would count as True).")
         if isinstance(self.lr_warmup_steps, bool) or not isinstance(self.lr_warmup_steps, int) or self.lr_warmup_steps < 0:
             raise ValueError(f"lr_warmup_steps={self.lr_warmup_steps!r}: expected a whole number >= 0.")
         if not self.learning_rate > 0:

@@ -21,6 +21,7 @@ mkdir -p "$OUT"
 REPORT="$OUT/report.md"
 START=$SECONDS
 WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 MPLBACKEND=Agg TQDM_MININTERVAL=5
 if [ "$SIZE" = full ]; then export COURSE_MODE=full; else export COURSE_MODE=smoke; fi
 export HF_HOME=${HF_HOME:-$WORK/hf-home}
@@ -28,9 +29,9 @@ export HF_HOME=${HF_HOME:-$WORK/hf-home}
 if compgen -G ".whl/*.whl" > /dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" .whl/*.whl \
     || echo "wheel install failed" >&2
-  export PYTHONPATH="$WORK/site:$ROOT"
+  export PYTHONPATH="$WORK/site:$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 else
-  export PYTHONPATH="$ROOT"
+  export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
 fi
 
 {
@@ -50,11 +51,11 @@ part() {  # part NAME LIMIT COMMAND...: run with the smaller of LIMIT and the ti
     return
   fi
   echo -e "\n## $name\n\`\`\`" >> "$REPORT"
-  timeout "$limit" "$@" > "$WORK/part.log" 2>&1
-  local status=$?
-  grep -v -E "it/s\]|s/it\]|^\s*$|WARNING: Location|running over TCP without encryption" "$WORK/part.log" | tail -40 >> "$REPORT"
+  timeout -k 10 "$limit" "$@" > "$WORK/part.log" 2>&1
+  local status=$? what
+  grep -v -E "it/s\]|s/it\]|step/s|^\s*$|WARNING: Location|running over TCP without encryption" "$WORK/part.log" | tail -40 >> "$REPORT"
   echo '```' >> "$REPORT"
-  if (( status == 124 )); then what="stopped at its limit of $limit s"; else what="exit status $status"; fi
+  if (( status == 124 || status == 137 )); then what="stopped at its limit of $limit s"; else what="exit status $status"; fi
   echo "$what, $(( SECONDS - t0 )) s" >> "$REPORT"
   echo "$name: $what, $(( SECONDS - t0 )) s" >&2
 }
@@ -75,5 +76,4 @@ part "lessons in $COURSE_MODE mode" 900 \
   notebooks/00_setup.ipynb notebooks/01_denoising_loop.ipynb notebooks/06_attention_maps.ipynb \
   notebooks/04_datasets.ipynb notebooks/03_autopipeline.ipynb notebooks/02_stable_diffusion_deconstructed.ipynb
 echo -e "\ntotal: $(( SECONDS - START )) s of the $BUDGET s budget" >> "$REPORT"
-rm -rf "$WORK"
 echo "report: $REPORT"

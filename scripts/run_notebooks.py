@@ -31,6 +31,8 @@ def run(path: Path, out: Path, timeout: int) -> tuple[bool, float, str]:
     except CellExecutionError as err:
         lines = [line for line in re.sub(r"\x1b\[[0-9;]*m", "", str(err)).splitlines() if line.strip()]
         problem = lines[-1] if lines else "a cell raised an error"
+    except Exception as err:  # the kernel died (out of memory, say) or would not start: report it, go on to the next
+        problem = f"{type(err).__name__}: {err}".splitlines()[0]
     seconds = time.perf_counter() - start
     out.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out / path.name)

@@ -59,6 +59,16 @@ def test_both_training_loops_stamp_every_step(one_thread):
         assert 0 < median and 0 < mean < (stamps[-1] - stamps[0]) / 5
 
 
+def test_reference_loop_runs_after_the_trainer_chose_another_precision(one_thread):
+    """On a bf16 GPU the trainer sets accelerate's shared state to bf16 and the tutorial's loop asks for fp16."""
+    from course_utils.training_config import TrainingConfig
+
+    config = TrainingConfig.smoke(block_out_channels=(8, 16, 16), norm_num_groups=4)
+    dataset = bench_training.dataset_for(config.image_size)
+    bench_training.course_trainer(config.replace(mixed_precision="bf16"), dataset, 2)
+    assert len(bench_training.reference_loop(config, dataset, 2)) == 3
+
+
 def test_run_notebooks_reports_the_failing_cell(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_code_cell("raise ValueError('broken on purpose')")]
