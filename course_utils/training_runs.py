@@ -16,13 +16,15 @@ CHECKPOINTS = "checkpoints"
 SAMPLES = "samples"
 LOGS = "logs"
 MODEL_FILES = ("model_index.json", "config.json", "diffusion_pytorch_model.safetensors", "scheduler_config.json")
-# Settings that may change when a run is resumed: how long it runs, how often it saves, where it reports, and the
-# speed switches. channels_last and torch_compile lay out and fuse the same arithmetic differently: the training
-# continues, but its rounding changes, so such a resume is no longer bit-identical to an uninterrupted run.
+# Settings that may change when a run is resumed: how long it runs, how often it saves, where it reports, how often
+# the loss is read, and torch_compile (the same arithmetic fused differently: the training continues, but its
+# rounding changes, so such a resume is no longer bit-identical). Not channels_last: the optimizer's saved moments
+# would keep the old layout, and torch's fused CPU AdamW silently mis-updates weights whose moments are laid out
+# differently from them.
 RESUMABLE_CHANGES = {
     "num_epochs", "max_steps", "checkpointing_steps", "checkpoints_total_limit", "save_image_steps", "eval_batch_size",
     "num_inference_steps", "overwrite_output_dir", "logger", "push_to_hub", "hub_model_id", "hub_private_repo",
-    "dataloader_num_workers", "output_dir", "logging_steps", "torch_compile", "channels_last",
+    "dataloader_num_workers", "output_dir", "logging_steps", "torch_compile",
 }
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
