@@ -36,7 +36,11 @@ fi
 
 {
   echo "# GPU check $(date -u +%Y-%m-%dT%H:%MZ), size $SIZE, budget $BUDGET s"
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | sed 's/^/GPU: /'
+  if command -v nvidia-smi > /dev/null; then
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | sed 's/^/GPU: /'
+  else
+    echo "GPU: none found (no nvidia-smi)"
+  fi
   python3 -c "import sys, torch, diffusers, transformers, accelerate, datasets; print('python', sys.version.split()[0], '| torch', torch.__version__, '| cuda', torch.cuda.is_available(), '| diffusers', diffusers.__version__, '| transformers', transformers.__version__, '| accelerate', accelerate.__version__, '| datasets', datasets.__version__)" 2>&1 | tail -1
 } > "$REPORT"
 
