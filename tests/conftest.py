@@ -1,4 +1,5 @@
-"""Shared fixtures: a private HF_HOME per test session, so tests never read or write a learner's real cache."""
+"""Shared fixtures: a private HF_HOME per test session, so tests never read or write a learner's real cache; one
+CPU thread for the tiny training models."""
 from __future__ import annotations
 
 import pytest
@@ -8,3 +9,14 @@ import pytest
 def standin_root(tmp_path_factory):
     """A folder where stand-ins are built once per test session."""
     return tmp_path_factory.mktemp("standins")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """The training tests' models are tiny: one CPU thread runs them faster than two that mostly wait for each other."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -35,14 +34,6 @@ def test_ratio_interval_brackets_the_true_ratio():
     candidate = [1.0 + 0.01 * (i % 3) for i in range(15)]
     low, high = ratio_interval(candidate, reference)
     assert 1.9 < low <= high < 2.1
-
-
-@pytest.fixture(scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_both_training_loops_stamp_every_step(one_thread):

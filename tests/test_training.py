@@ -26,6 +26,7 @@ from course_utils.training import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one CPU thread for these tiny models
 
 
 # --------------------------------------------------------------------------------------------------------- helpers
@@ -88,15 +89,6 @@ def assert_same(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     worst = max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
     assert worst == 0.0, f"weights differ by up to {worst}"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: one CPU thread runs them faster than two that mostly wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
