@@ -41,6 +41,14 @@ SD_UNET = {
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8,
     ),
+    # The course's trained text-to-image emoji model: 8 x 8 latents of 64 px emoji, text width 64.
+    "emoji": dict(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+        block_out_channels=(64, 96, 96),
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=64, attention_head_dim=8, norm_num_groups=16,
+    ),
 }
 SD_VAE = {
     "full": dict(
@@ -53,10 +61,16 @@ SD_VAE = {
         block_out_channels=(16, 32, 32, 32), norm_num_groups=8,
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
     ),
+    "emoji": dict(
+        sample_size=64, in_channels=3, out_channels=3, latent_channels=4, layers_per_block=1,
+        block_out_channels=(16, 32, 64, 64), norm_num_groups=8,
+        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+    ),
 }
 SD_TEXT_ENCODER = {
     "full": dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, projection_dim=768),
     "tiny": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, projection_dim=32),
+    "emoji": dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4, projection_dim=64),
 }
 CLIP_TEXT_COMMON = dict(
     vocab_size=49408, max_position_embeddings=77, hidden_act="quick_gelu", bos_token_id=0, eos_token_id=2, pad_token_id=1

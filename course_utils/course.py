@@ -13,7 +13,8 @@ from . import hub
 from .validate import require_choice, require_multiple_of_8, require_positive_int
 
 MODES = ("smoke", "full")
-SMOKE_MAX_STEPS = 3
+# Smoke mode's trained emoji models are tiny (8 x 8 latents, 32 px pixels): 20 steps cost well under a second.
+SMOKE_MAX_STEPS = 20
 SMOKE_MIN_SIZE = 32
 
 
@@ -31,13 +32,18 @@ class Course:
 
     @property
     def smoke(self) -> bool:
-        """True in smoke mode: tiny stand-in models, few steps, small images, fp32."""
+        """True in smoke mode: the course's small emoji models, few steps, small images, fp32."""
         return self.mode == "smoke"
 
-    def steps(self, n: int) -> int:
-        """Number of denoising/training steps: `n` in full mode, at most 3 in smoke mode."""
+    def steps(self, n: int, smoke: int | None = None) -> int:
+        """Number of denoising/training steps: `n` in full mode; in smoke mode `smoke` if given, else at most 20
+        (never more than `n`)."""
         require_positive_int("steps", n)
-        return n if not self.smoke else min(n, SMOKE_MAX_STEPS)
+        if smoke is not None:
+            require_positive_int("smoke", smoke)
+        if not self.smoke:
+            return n
+        return min(n, smoke if smoke is not None else SMOKE_MAX_STEPS)
 
     def size(self, px: int) -> int:
         """Image side in pixels: `px` in full mode; px/8 (at least 32, a multiple of 8) in smoke mode."""
@@ -129,7 +135,7 @@ def setup(mode: str | None = None, mirror: str | None = None, seed: int = 0, pro
     course = Course(chosen_mode, device, dtype, endpoint, Path(constants.HF_HOME), hub_ok, seed)
     why = "HF_HUB_OFFLINE=1" if offline else f"probe took {probe_s:.1f} s"
     state = "reachable" if hub_ok else f"NOT reachable, offline mode on ({why})"
-    models = "real checkpoints" if chosen_mode == "full" else "tiny stand-ins with random weights"
+    models = "real checkpoints" if chosen_mode == "full" else "the course's small models, trained on emoji"
     print(
         "course_utils.setup()\n"
         f"  mode      : {chosen_mode} ({models}; set COURSE_MODE to change)\n"

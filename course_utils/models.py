@@ -7,6 +7,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from .emoji_models import emoji_model_folder
 from .registry import ModelSpec
 from .standins import get_standin
 
@@ -59,10 +60,21 @@ def download(spec: ModelSpec, attempts: int = 3) -> Path:
     return folder
 
 
+def smoke_source(spec: ModelSpec, standin_root: Path) -> ModelSource:
+    """Smoke mode: the course's emoji model trained for this kind of repo (shipped in data/models/), else a tiny
+    random-weight stand-in."""
+    trained = emoji_model_folder(spec)
+    if trained is not None:
+        return ModelSource(spec, trained, "course model",
+                           f" {trained.name!r}, trained on the shipped emoji, standing in for the real repo (smoke mode)")
+    return ModelSource(spec, get_standin(standin_root, spec, "tiny"), "stand-in", ", tiny random weights (smoke mode)")
+
+
 def resolve(spec: ModelSpec, *, smoke: bool, hub_ok: bool, standin_root: Path) -> ModelSource:
-    """Pick the model folder: smoke mode -> tiny stand-in; else cache, then download, then full-size stand-in."""
+    """Pick the model folder: smoke mode -> the course's emoji model; else cache, then download, then a full-size
+    stand-in."""
     if smoke:
-        return ModelSource(spec, get_standin(standin_root, spec, "tiny"), "stand-in", ", tiny random weights (smoke mode)")
+        return smoke_source(spec, standin_root)
     cached = from_cache(spec)
     if cached is not None:
         return ModelSource(spec, cached, "hub cache")

@@ -20,3 +20,24 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def _shipped(name: str):
+    from course_utils.emoji_models import REQUIRED, models_dir
+
+    folder = models_dir() / name
+    missing = [f for f in REQUIRED[name] if not (folder / f).exists()]
+    assert not missing, f"{folder} lacks {missing}: the course's trained models ship with the repo (make models rebuilds them)"
+    return folder
+
+
+@pytest.fixture(scope="session")
+def emoji_ddpm_folder():
+    """data/models/emoji-ddpm: the course's trained pixel-space DDPM (ddpm-cat layout)."""
+    return _shipped("emoji-ddpm")
+
+
+@pytest.fixture(scope="session")
+def emoji_sd_folder():
+    """data/models/emoji-sd: the course's trained text-to-image model (Stable Diffusion layout)."""
+    return _shipped("emoji-sd")

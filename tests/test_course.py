@@ -62,7 +62,10 @@ def test_dtype_per_device():
 
 def test_steps_and_sizes(tmp_path):
     smoke, full = make_course(tmp_path), make_course(tmp_path, "full")
-    assert (smoke.steps(50), smoke.steps(2), full.steps(50)) == (3, 2, 50)
+    assert (smoke.steps(50), smoke.steps(2), full.steps(50)) == (20, 2, 50)
+    assert (smoke.steps(250, smoke=100), smoke.steps(5, smoke=100), full.steps(250, smoke=100)) == (100, 5, 250)
+    with pytest.raises(ValueError, match="smoke"):
+        smoke.steps(50, smoke=0)
     assert (smoke.size(512), smoke.size(256), smoke.size(128), full.size(512)) == (64, 32, 32, 512)
     for bad in (0, -3, 2.5):
         with pytest.raises(ValueError, match="steps"):

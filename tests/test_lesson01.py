@@ -18,19 +18,17 @@ from diffusers.utils.torch_utils import randn_tensor  # noqa: E402
 
 from course_utils.exercises.denoising import check_ddim_step, check_ddpm_step, check_noise_overtakes_signal  # noqa: E402
 from course_utils.noise_schedule import plot_noise_schedule  # noqa: E402
-from course_utils.registry import model_spec  # noqa: E402
-from course_utils.standins import get_standin  # noqa: E402
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_denoising_loop.ipynb"
-STEPS = 3  # what course.steps(...) gives in smoke mode
+STEPS = 20  # what course.steps(50, smoke=20) gives in smoke mode
 SEED = 0
 FP32_TOLERANCE = 1e-4
 
 
 @pytest.fixture(scope="module")
-def folder(tmp_path_factory) -> Path:
-    """The smoke-mode stand-in for google/ddpm-cat-256 (same builder course.model uses)."""
-    return get_standin(tmp_path_factory.mktemp("standins"), model_spec("ddpm-cat"), "tiny")
+def folder(emoji_ddpm_folder) -> Path:
+    """What course.model("ddpm-cat") gives in smoke mode: the course's trained emoji DDPM, in the ddpm-cat layout."""
+    return emoji_ddpm_folder
 
 
 @pytest.fixture(scope="module")

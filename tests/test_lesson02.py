@@ -29,11 +29,9 @@ from course_utils.exercises.stable_diffusion import (
     encode_texts,
     expected_latent_shape,
 )
-from course_utils.registry import model_spec
-from course_utils.standins import get_standin
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_stable_diffusion_deconstructed.ipynb"
-PROMPT = "a watercolor painting of a red panda"
+PROMPT = "red apple"  # the trained emoji model knows emoji names
 SCHEDULERS = {
     "PNDM": (PNDMScheduler, {}),
     "UniPC": (UniPCMultistepScheduler, {}),
@@ -41,7 +39,7 @@ SCHEDULERS = {
     "Euler": (EulerDiscreteScheduler, {}),
     "DDIM": (DDIMScheduler, {}),
 }
-SETTINGS = dict(num_inference_steps=3, guidance_scale=7.5, height=64, width=64)
+SETTINGS = dict(num_inference_steps=5, guidance_scale=7.5, height=64, width=64)
 FORBIDDEN = ("0.18215", "torch_dtype", "runwayml/", '["sample"]', "use_auth_token", 'revision="fp16"', "huggingface-cli")
 
 
@@ -56,15 +54,16 @@ def one_thread():
 
 
 @pytest.fixture(scope="module")
-def sd(tmp_path_factory) -> SimpleNamespace:
-    """The tiny SD 1.4 stand-in, loaded part by part in fp32 as the notebook loads it in smoke mode."""
-    folder = get_standin(tmp_path_factory.mktemp("lesson02-standins"), model_spec("sd14"), "tiny")
+def sd(emoji_sd_folder) -> SimpleNamespace:
+    """What course.model("sd14") gives in smoke mode (the course's trained emoji model), loaded part by part in fp32
+    as the notebook loads it."""
+    folder = emoji_sd_folder
     return SimpleNamespace(
         folder=folder,
         tokenizer=CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer"),
-        text_encoder=CLIPTextModel.from_pretrained(folder, subfolder="text_encoder"),
-        vae=AutoencoderKL.from_pretrained(folder, subfolder="vae"),
-        unet=UNet2DConditionModel.from_pretrained(folder, subfolder="unet"),
+        text_encoder=CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", dtype=torch.float32),
+        vae=AutoencoderKL.from_pretrained(folder, subfolder="vae", dtype=torch.float32),
+        unet=UNet2DConditionModel.from_pretrained(folder, subfolder="unet", dtype=torch.float32),
         scheduler_config=PNDMScheduler.from_pretrained(folder, subfolder="scheduler").config,
     )
 

@@ -1,0 +1,95 @@
+"""Quality of the course's trained emoji models (data/models/), measured, not judged by eye:
+
+- emoji-sd: generate 50 emoji names and rank the intended emoji among all 1,870 by pixel distance at 16 px
+  (top-1, top-10, median rank; chance is 0.05%, 0.5% and 935);
+- emoji-ddpm: each sample's distance to its nearest training emoji, against the same for a random-weight model of
+  the same architecture and for pure noise;
+- the VAE: reconstruction PSNR over all 1,870 emoji at 64 px.
+
+    python bench/emoji_quality.py                  # everything (about 2 minutes on one CPU core)
+    python bench/emoji_quality.py --prompts 20     # quicker
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from course_utils import emoji_quality as q  # noqa: E402
+from course_utils.emoji_models import models_dir  # noqa: E402
+from course_utils.text_to_image import encode_all, load_emoji_tensors, psnr  # noqa: E402
+
+
+def bench_sd(images: torch.Tensor, captions: list[str], prompts: int, steps: int, scales: list[float]) -> None:
+    """Retrieval of the intended emoji for `prompts` captions, at each guidance scale."""
+    from diffusers import StableDiffusionPipeline, UniPCMultistepScheduler
+
+    pipe = StableDiffusionPipeline.from_pretrained(models_dir() / "emoji-sd", dtype=torch.float32, safety_checker=None)
+    pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    indices = q.pick_captions(prompts, len(captions))
+    for scale in scales:
+        started = time.perf_counter()
+        result = q.text_to_image_retrieval(pipe, images, captions, indices, steps=steps, guidance_scale=scale)
+        print(f"emoji-sd, UniPC {steps} steps, guidance {scale:g}: {result}  [{time.perf_counter() - started:.0f} s]")
+
+
+def bench_vae(images: torch.Tensor) -> None:
+    """PSNR of the shipped VAE's reconstructions (the mean latent, decoded) over every emoji."""
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(models_dir() / "emoji-sd", subfolder="vae", dtype=torch.float32)
+    means, _ = encode_all(vae, images)
+    with torch.no_grad():
+        recon = torch.cat([vae.decode(means[i:i + 128]).sample for i in range(0, len(means), 128)])
+    print(f"VAE: reconstruction PSNR {psnr(recon, images):.1f} dB over {len(images)} emoji at {images.shape[-1]} px; "
+          f"scaling_factor {vae.config.scaling_factor:.4f}")
+
+
+def bench_ddpm(images: torch.Tensor, count: int, steps: int) -> None:
+    """Nearest-training-image distance of DDIM samples: trained model vs random weights vs pure noise."""
+    from diffusers import DDIMPipeline, UNet2DModel
+
+    folder = models_dir() / "emoji-ddpm"
+    trained = DDIMPipeline.from_pretrained(folder, dtype=torch.float32)
+    size = trained.unet.config.sample_size
+    references = torch.nn.functional.interpolate((images + 1) / 2, size=(size, size), mode="area")
+    torch.manual_seed(0)
+    random_unet = UNet2DModel.from_config(trained.unet.config)
+    rows = {}
+    for name, unet in (("trained", trained.unet), ("random weights", random_unet)):
+        pipe = DDIMPipeline(unet=unet, scheduler=trained.scheduler)
+        pipe.set_progress_bar_config(disable=True)
+        samples = pipe(batch_size=count, num_inference_steps=steps, generator=torch.Generator().manual_seed(0),
+                       output_type="pt").images
+        samples = torch.as_tensor(samples)
+        rows[name] = q.nearest_distance(samples.permute(0, 3, 1, 2) if samples.shape[-1] == 3 else samples, references)
+    rows["uniform noise"] = q.nearest_distance(torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(0)),
+                                               references)
+    for name, distances in rows.items():
+        print(f"emoji-ddpm, {name:<15}: RMS distance to the nearest training emoji at 16 px, median "
+              f"{distances.median():.3f} (mean {distances.mean():.3f}) over {count} samples, DDIM {steps} steps")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--prompts", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--guidance", type=float, nargs="+", default=[3.0, 5.0, 7.5])
+    parser.add_argument("--ddpm_samples", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    images, captions = load_emoji_tensors()
+    bench_vae(images)
+    bench_sd(images, captions, args.prompts, args.steps, args.guidance)
+    bench_ddpm(images, args.ddpm_samples, 50)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""The course's own trained models, shipped in data/models/: `emoji-ddpm` (a pixel-space DDPM in the layout of
+google/ddpm-cat-256) and `emoji-sd` (a text-to-image latent diffusion model in the Stable Diffusion layout), both
+trained on the shipped emoji. In smoke mode they stand in for the real repos, so every lesson shows real pictures
+on a CPU. This module finds them and writes them (scripts/train_emoji_models.py calls the export)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from .registry import ModelSpec
+
+from .data import DATA_ROOT
+# Which course model stands in for each kind of registry model. The inpainting repo's 9-channel UNet has no emoji
+# twin: StableDiffusionInpaintPipeline also inpaints with a plain 4-channel UNet, by blending the known region back in.
+FOR_KIND = {"ddpm": "emoji-ddpm", "sd": "emoji-sd", "sd-inpaint": "emoji-sd"}
+REQUIRED = {
+    "emoji-ddpm": ("model_index.json", "config.json", "scheduler_config.json", "diffusion_pytorch_model.safetensors"),
+    "emoji-sd": ("model_index.json", "scheduler/scheduler_config.json", "tokenizer/vocab.json",
+                 "text_encoder/model.safetensors", "unet/diffusion_pytorch_model.safetensors",
+                 "vae/diffusion_pytorch_model.safetensors"),
+}
+# Prompts the emoji model knows (emoji names), used in smoke mode where a lesson's full-mode prompt is a photo.
+PROMPTS = ("red apple", "rocket", "grinning face", "red heart", "fire", "thumbs up", "pizza", "ghost")
+
+
+def models_dir() -> Path:
+    """data/models of this repository, or $COURSE_DATA_DIR/models when that is set."""
+    return Path(os.environ.get("COURSE_DATA_DIR", DATA_ROOT)).expanduser() / "models"
+
+
+def emoji_model_folder(spec: ModelSpec) -> Path | None:
+    """The shipped course model that stands in for `spec` in smoke mode, or None if it is missing or incomplete."""
+    name = FOR_KIND.get(spec.kind)
+    if name is None:
+        return None
+    folder = models_dir() / name
+    return folder if all((folder / f).exists() for f in REQUIRED[name]) else None
+
+
+# ------------------------------------------------------------------------------------------------------ exporting
+def used_token_ids(tokenizer, captions: list[str]) -> torch.Tensor:
+    """Every token id that occurs in the padded captions or the empty prompt: the rows training ever touches."""
+    from .text_to_image import tokenize
+
+    return torch.unique(tokenize(tokenizer, list(captions) + [""]))
+
+
+def zero_unused_rows(text_encoder, used: torch.Tensor) -> int:
+    """Zero the token-embedding rows no caption uses (never trained, so only noise); git then stores them as almost
+    nothing. A prompt of unknown words still runs: its words just carry no meaning. Returns the rows zeroed."""
+    weight = text_encoder.get_input_embeddings().weight
+    keep = torch.zeros(weight.shape[0], dtype=torch.bool)
+    keep[used] = True
+    with torch.no_grad():
+        weight[~keep] = 0
+    return int((~keep).sum())
+
+
+def save_half(module, folder: Path) -> None:
+    """save_pretrained in fp16 safetensors (half the bytes); loading with dtype=torch.float32 restores fp32."""
+    from diffusers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()  # casting a whole model with .to() warns even when no module must stay fp32
+    try:
+        module.to(torch.float16).save_pretrained(folder, safe_serialization=True)
+    finally:
+        module.to(torch.float32)
+        logging.set_verbosity(level)
+
+
+def export_emoji_sd(work: Path, out: Path) -> None:
+    """Assemble the trained VAE, EMA text encoder and EMA UNet as a StableDiffusionPipeline folder at `out`."""
+    from diffusers import AutoencoderKL
+    from diffusers.training_utils import EMAModel
+
+    from . import text_to_image as t2i
+    from .standins import TOKENIZER_FILES, _write_real_scheduler_config, clip_tokenizer
+
+    vae = AutoencoderKL.from_pretrained(work / ("vae" if (work / "vae").exists() else "vae-stage1"))
+    vae.register_to_config(scaling_factor=torch.load(work / "latents.pt")["scaling_factor"])
+    text_encoder, unet = t2i.make_text_encoder(), t2i.make_unet()
+    state = torch.load(work / "unet.pt", weights_only=False)
+    text_encoder.load_state_dict(state["text_encoder"])
+    unet.load_state_dict(state["unet"])
+    params = list(text_encoder.parameters()) + list(unet.parameters())
+    ema = EMAModel(params)
+    ema.load_state_dict(state["extra"])
+    ema.copy_to(params)
+    _, captions = t2i.load_emoji_tensors()
+    zeroed = zero_unused_rows(text_encoder, used_token_ids(clip_tokenizer(), captions))
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe = t2i.assemble_pipeline(vae, text_encoder, clip_tokenizer(), unet)
+    pipe.save_pretrained(tmp)
+    for name, module in (("vae", vae), ("text_encoder", text_encoder), ("unet", unet)):
+        shutil.rmtree(tmp / name)
+        save_half(module, tmp / name)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(TOKENIZER_FILES / name, tmp / "tokenizer" / name)
+    (tmp / "tokenizer" / "tokenizer.json").unlink()  # 3.6 MB the SD repos do not ship either: rebuilt from vocab + merges
+    _write_real_scheduler_config(tmp / "scheduler" / "scheduler_config.json", "PNDMScheduler")
+    _keep_card(out, tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    print(f"emoji-sd: saved to {out} ({zeroed} of {text_encoder.config.vocab_size} token rows unused, zeroed); "
+          f"steps {state['step']}, {state['seconds'] / 60:.0f} min of UNet training")
+
+
+def export_emoji_ddpm(run_dir: Path, out: Path) -> None:
+    """Copy lesson 05's trained model (EMA weights, ddpm-cat layout) to `out`, the UNet in fp16."""
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_half(UNet2DModel.from_pretrained(run_dir), tmp)
+    DDPMScheduler.from_pretrained(run_dir).save_pretrained(tmp)
+    shutil.copy(run_dir / "model_index.json", tmp / "model_index.json")
+    _keep_card(out, tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    print(f"emoji-ddpm: saved to {out}")
+
+
+def _keep_card(out: Path, tmp: Path) -> None:
+    """Carry the model card (README.md, written by hand with the measured figures) over to the new export."""
+    if (out / "README.md").exists():
+        shutil.copy(out / "README.md", tmp / "README.md")
+
+
+def model_index(folder: Path) -> dict:
+    """The folder's model_index.json as a dict."""
+    return json.loads((Path(folder) / "model_index.json").read_text())
+
+
+def load_emoji(name: str, size: int | None = None):
+    """One shipped emoji as an RGB PIL image, by its caption ("red apple"), resized to `size` px if given."""
+    from PIL import Image
+
+    from .data import offline_dataset_dir
+    from .validate import did_you_mean
+
+    train = offline_dataset_dir() / "train"
+    rows = [json.loads(line) for line in (train / "metadata.jsonl").read_text().splitlines() if line.strip()]
+    by_name = {row["text"]: row["file_name"] for row in rows}
+    if name not in by_name:
+        raise KeyError(f"No emoji named {name!r} in {train}.{did_you_mean(name, list(by_name))} "
+                       "Names are the Unicode names in lower case, e.g. 'red apple', 'rocket', 'grinning face'.")
+    image = Image.open(train / by_name[name]).convert("RGB")
+    return image if size is None else image.resize((size, size), Image.Resampling.BICUBIC)

@@ -1,0 +1,145 @@
+"""The pieces of a small text-to-image latent diffusion model in the Stable Diffusion layout, and how to train them:
+the VAE's loss and its scaling factor, the denoising loss with caption dropout, and assembling the parts as a
+`StableDiffusionPipeline`. Lesson 07 walks through each; scripts/train_emoji_models.py runs them for hours."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from . import architectures as arch
+
+EMOJI_SIZE = 64  # the shipped emoji are 64 px; the VAE turns them into 8 x 8 x 4 latents
+
+
+# ------------------------------------------------------------------------------------------------------- the parts
+def make_vae():
+    """A fresh AutoencoderKL with SD's contract (four blocks: 8x smaller, 4 latent channels), sized for 64 px emoji."""
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL(**arch.SD_VAE["emoji"])
+
+
+def make_text_encoder():
+    """A fresh CLIPTextModel (77 positions, the real 49,408-token vocabulary) sized for short emoji names."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    return CLIPTextModel(CLIPTextConfig(**arch.CLIP_TEXT_COMMON, **arch.SD_TEXT_ENCODER["emoji"]))
+
+
+def make_unet():
+    """A fresh UNet2DConditionModel whose cross_attention_dim equals the text encoder's width."""
+    from diffusers import UNet2DConditionModel
+
+    return UNet2DConditionModel(**arch.SD_UNET["emoji"])
+
+
+def make_scheduler():
+    """SD 1.x's noise schedule (scaled_linear betas 0.00085-0.012 over 1,000 steps), as a DDPMScheduler for training."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler.from_config(arch.SD_SCHEDULER_CONFIG)
+
+
+# ------------------------------------------------------------------------------------------------------------- data
+def load_emoji_tensors(folder: str | Path | None = None) -> tuple[torch.Tensor, list[str]]:
+    """All shipped emoji as one float tensor in [-1, 1] (N, 3, 64, 64) and their captions, in file order."""
+    import numpy as np
+    from PIL import Image
+
+    from .data import offline_dataset_dir
+
+    train = Path(folder) if folder is not None else offline_dataset_dir() / "train"
+    rows = [json.loads(line) for line in (train / "metadata.jsonl").read_text().splitlines() if line.strip()]
+    pixels = np.stack([np.asarray(Image.open(train / row["file_name"]).convert("RGB")) for row in rows])
+    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return images, [row["text"] for row in rows]
+
+
+def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
+    """Token ids padded to the tokenizer's 77 positions, exactly as StableDiffusionPipeline pads a prompt."""
+    return tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                     return_tensors="pt").input_ids
+
+
+# -------------------------------------------------------------------------------------------------------------- VAE
+def vae_loss(vae, images: torch.Tensor, generator: torch.Generator, kl_weight: float = 1e-6) -> tuple[torch.Tensor, dict]:
+    """Reconstruction (L1 + 0.5 MSE) of a sampled latent, plus a small KL term that keeps the latents near N(0, 1)."""
+    posterior = vae.encode(images).latent_dist
+    recon = vae.decode(posterior.sample(generator)).sample
+    l1, mse = F.l1_loss(recon, images), F.mse_loss(recon, images)
+    kl = posterior.kl().mean() / images[0].numel()
+    loss = l1 + 0.5 * mse + kl_weight * kl
+    return loss, {"l1": l1.item(), "mse": mse.item(), "kl": kl.item()}
+
+
+def decoder_loss(vae, latents: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Reconstruction loss through the decoder alone: the encoder (and so every latent) stays fixed."""
+    recon = vae.decode(latents).sample
+    return F.l1_loss(recon, images) + 0.5 * F.mse_loss(recon, images)
+
+
+def psnr(reconstruction: torch.Tensor, images: torch.Tensor) -> float:
+    """Peak signal-to-noise ratio in dB of images in [-1, 1] (a peak-to-peak range of 2)."""
+    mse = F.mse_loss(reconstruction.clamp(-1, 1), images).item()
+    return 10 * torch.log10(torch.tensor(4.0 / max(mse, 1e-12))).item()
+
+
+@torch.no_grad()
+def encode_all(vae, images: torch.Tensor, batch_size: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean and standard deviation of every image's latent distribution, in batches."""
+    means, stds = [], []
+    for start in range(0, len(images), batch_size):
+        dist = vae.encode(images[start:start + batch_size]).latent_dist
+        means.append(dist.mean)
+        stds.append(dist.std)
+    return torch.cat(means), torch.cat(stds)
+
+
+def scaling_factor(means: torch.Tensor, stds: torch.Tensor) -> float:
+    """1 / the standard deviation of sampled latents: the factor that gives the UNet latents of unit variance.
+    SD's VAE has 0.18215, measured the same way on its own training images."""
+    generator = torch.Generator().manual_seed(0)
+    latents = means + stds * torch.randn(means.shape, generator=generator)
+    return float(1.0 / latents.std())
+
+
+# ------------------------------------------------------------------------------------------------ the UNet's loss
+def drop_captions(input_ids: torch.Tensor, empty_ids: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+    """Replace each caption by the empty prompt with probability p: the model then also learns the unconditional
+    prediction that classifier-free guidance subtracts."""
+    drop = torch.rand(input_ids.shape[0], generator=generator) < p
+    return torch.where(drop[:, None], empty_ids.expand_as(input_ids), input_ids)
+
+
+def text_to_image_loss(unet, text_encoder, scheduler, latents: torch.Tensor, input_ids: torch.Tensor,
+                       generator: torch.Generator, snr_gamma: float | None = 5.0) -> torch.Tensor:
+    """SD's training objective: noise scaled latents at random timesteps and predict the noise from the text.
+    With snr_gamma, each timestep's loss is weighted by min(SNR, gamma) / SNR (min-SNR weighting), which stops the
+    nearly clean timesteps from dominating."""
+    noise = torch.randn(latents.shape, generator=generator)
+    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator)
+    noisy = scheduler.add_noise(latents, noise, timesteps)
+    encoder_hidden_states = text_encoder(input_ids)[0]
+    noise_pred = unet(noisy, timesteps, encoder_hidden_states, return_dict=False)[0]
+    if snr_gamma is None:
+        return F.mse_loss(noise_pred, noise)
+    alphas_cumprod = scheduler.alphas_cumprod[timesteps]
+    snr = alphas_cumprod / (1 - alphas_cumprod)
+    weight = torch.clamp(snr, max=snr_gamma) / snr
+    per_image = F.mse_loss(noise_pred, noise, reduction="none").mean(dim=(1, 2, 3))
+    return (weight * per_image).mean()
+
+
+# --------------------------------------------------------------------------------------------------- the pipeline
+def assemble_pipeline(vae, text_encoder, tokenizer, unet):
+    """The parts as a StableDiffusionPipeline with SD 1.x's scheduler (PNDM) and no safety checker."""
+    from diffusers import PNDMScheduler, StableDiffusionPipeline
+
+    return StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        scheduler=PNDMScheduler.from_config(arch.SD_SCHEDULER_CONFIG),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )

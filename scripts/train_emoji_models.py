@@ -1,0 +1,218 @@
+"""Train the course's text-to-image emoji model (data/models/emoji-sd) from the shipped emoji, phase by phase.
+
+Each phase saves a checkpoint every --save_every steps and on Ctrl-C, and continues from it when run again, so a long
+run survives interruptions. Run from the repository root, one phase at a time (two phases can run side by side on two
+cores: `decoder` and `unet` both need only the `vae` phase's output):
+
+  python scripts/train_emoji_models.py vae --steps 1200       # encoder + decoder; then the latents and scaling factor
+  python scripts/train_emoji_models.py decoder --steps 3000   # the decoder alone; the latents stay fixed
+  python scripts/train_emoji_models.py unet --steps 12000     # text encoder + UNet, caption dropout, EMA
+  python scripts/train_emoji_models.py export                 # assemble, save to data/models/emoji-sd
+
+The pixel-space emoji-ddpm is trained by lesson 05's trainer (scripts/train_ddpm.py) and exported by
+`python scripts/train_emoji_models.py export-ddpm`; `make models` runs everything.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import torch  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from course_utils import text_to_image as t2i  # noqa: E402
+from course_utils.training import step_generator  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = {  # batch size, peak learning rate and warm-up steps of each phase
+    "vae": dict(batch_size=32, lr=1e-3, warmup=100),
+    "decoder": dict(batch_size=32, lr=5e-4, warmup=50),
+    "unet": dict(batch_size=64, lr=6e-4, warmup=200, caption_dropout=0.1, ema_decay=0.999),
+}
+
+
+class Interrupt:
+    """Turns Ctrl-C / SIGTERM into a flag the loop checks, so the phase saves a checkpoint before it stops."""
+
+    def __init__(self) -> None:
+        self.stop = False
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        self.stop = True
+
+
+def _save(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a kill during the save leaves the previous checkpoint intact
+
+
+def _lr_lambda(warmup: int):
+    return lambda step: min(1.0, (step + 1) / warmup)
+
+
+def _log(work: Path, phase: str, **values) -> None:
+    with open(work / "log.jsonl", "a") as f:
+        f.write(json.dumps({"phase": phase, "time": time.time(), **values}) + "\n")
+
+
+def _loop(phase: str, work: Path, steps: int, save_every: int, params, models: dict, step_fn, extra=None) -> int:
+    """The shared loop: AdamW with warm-up, resume from work/<phase>.pt, save every save_every steps and on stop."""
+    settings = SETTINGS[phase]
+    optimizer = torch.optim.AdamW(params, lr=settings["lr"], weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(settings["warmup"]))
+    ckpt_path = work / f"{phase}.pt"
+    step, seconds = 0, 0.0
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, weights_only=False)
+        for name, model in models.items():
+            model.load_state_dict(state[name])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        if extra is not None:
+            extra.load_state_dict(state["extra"])
+        step, seconds = state["step"], state["seconds"]
+        print(f"{phase}: resumed at step {step} ({seconds / 60:.1f} min of training so far)")
+
+    def save() -> None:
+        state = {name: model.state_dict() for name, model in models.items()}
+        state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), step=step, seconds=seconds)
+        if extra is not None:
+            state["extra"] = extra.state_dict()
+        _save(ckpt_path, state)
+
+    stop = Interrupt()
+    bar = tqdm(total=steps, initial=step, desc=phase, mininterval=10)
+    while step < steps and not stop.stop:
+        started = time.perf_counter()
+        loss = step_fn(step, step_generator(0, step))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        if extra is not None:
+            extra.step(params)
+        step += 1
+        seconds += time.perf_counter() - started
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+        if step % 50 == 0:
+            _log(work, phase, step=step, loss=loss.item(), seconds=seconds)
+        if step % save_every == 0:
+            save()
+    bar.close()
+    save()
+    print(f"{phase}: step {step} of {steps}, {seconds / 60:.1f} min of training")
+    return step
+
+
+def run_vae(work: Path, steps: int, save_every: int) -> None:
+    """Encoder and decoder together; at the end, every image's latent distribution and the scaling factor."""
+    images, _ = t2i.load_emoji_tensors()
+    torch.manual_seed(0)
+    vae = t2i.make_vae()
+    batch = SETTINGS["vae"]["batch_size"]
+
+    def step_fn(step: int, generator: torch.Generator) -> torch.Tensor:
+        idx = torch.randint(0, len(images), (batch,), generator=generator)
+        return t2i.vae_loss(vae, images[idx], generator)[0]
+
+    done = _loop("vae", work, steps, save_every, list(vae.parameters()), {"vae": vae}, step_fn)
+    if done < steps:
+        return
+    vae.eval()
+    means, stds = t2i.encode_all(vae, images)
+    factor = t2i.scaling_factor(means, stds)
+    torch.save({"means": means, "stds": stds, "scaling_factor": factor}, work / "latents.pt")
+    vae.save_pretrained(work / "vae-stage1")
+    print(f"vae: scaling_factor {factor:.4f}; latents of {len(images)} images saved")
+
+
+def run_decoder(work: Path, steps: int, save_every: int) -> None:
+    """The decoder alone, on latents sampled from the fixed encoder's distributions."""
+    from diffusers import AutoencoderKL
+
+    images, _ = t2i.load_emoji_tensors()
+    vae = AutoencoderKL.from_pretrained(work / "vae-stage1")
+    latents = torch.load(work / "latents.pt")
+    params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
+    batch = SETTINGS["decoder"]["batch_size"]
+
+    def step_fn(step: int, generator: torch.Generator) -> torch.Tensor:
+        idx = torch.randint(0, len(images), (batch,), generator=generator)
+        z = latents["means"][idx] + latents["stds"][idx] * torch.randn(latents["means"][idx].shape, generator=generator)
+        return t2i.decoder_loss(vae, z, images[idx])
+
+    _loop("decoder", work, steps, save_every, params, {"vae": vae}, step_fn)
+    vae.save_pretrained(work / "vae")  # also after a stop: the export takes the decoder as far as it got
+
+
+def run_unet(work: Path, steps: int, save_every: int) -> None:
+    """Text encoder and UNet together on the fixed latents, 10% of captions dropped, EMA of both."""
+    from diffusers.training_utils import EMAModel
+
+    from course_utils.standins import clip_tokenizer
+
+    _, captions = t2i.load_emoji_tensors()
+    latents = torch.load(work / "latents.pt")
+    input_ids = t2i.tokenize(clip_tokenizer(), captions)
+    empty_ids = t2i.tokenize(clip_tokenizer(), [""])
+    torch.manual_seed(0)
+    text_encoder, unet, scheduler = t2i.make_text_encoder(), t2i.make_unet(), t2i.make_scheduler()
+    params = list(text_encoder.parameters()) + list(unet.parameters())
+    ema = EMAModel(params, decay=SETTINGS["unet"]["ema_decay"])
+    settings = SETTINGS["unet"]
+
+    def step_fn(step: int, generator: torch.Generator) -> torch.Tensor:
+        idx = torch.randint(0, len(captions), (settings["batch_size"],), generator=generator)
+        mean, std = latents["means"][idx], latents["stds"][idx]
+        z = (mean + std * torch.randn(mean.shape, generator=generator)) * latents["scaling_factor"]
+        ids = t2i.drop_captions(input_ids[idx], empty_ids, settings["caption_dropout"], generator)
+        return t2i.text_to_image_loss(unet, text_encoder, scheduler, z, ids, generator)
+
+    _loop("unet", work, steps, save_every, params, {"text_encoder": text_encoder, "unet": unet}, step_fn, extra=ema)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("phase", choices=("vae", "decoder", "unet", "export", "export-ddpm"))
+    parser.add_argument("--steps", type=int, default=None, help="total steps of the phase (a resumed run counts on)")
+    parser.add_argument("--save_every", type=int, default=200)
+    parser.add_argument("--work_dir", default=str(ROOT / "build" / "emoji-train"))
+    parser.add_argument("--ddpm_run", default=str(ROOT / "build" / "emoji-ddpm-train"),
+                        help="export-ddpm: the output_dir of the scripts/train_ddpm.py run")
+    parser.add_argument("--models_dir", default=None, help="export: where to save (default: data/models)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (one is fastest on shared cores)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    _log(work, args.phase, event="start", steps=args.steps, threads=args.threads, machine=platform.processor() or
+         platform.machine(), cpus=os.cpu_count(), torch=torch.__version__)
+    if args.phase.startswith("export"):
+        from course_utils.emoji_models import export_emoji_ddpm, export_emoji_sd, models_dir
+
+        out = Path(args.models_dir) if args.models_dir else models_dir()
+        if args.phase == "export":
+            export_emoji_sd(work, out / "emoji-sd")
+        else:
+            export_emoji_ddpm(Path(args.ddpm_run), out / "emoji-ddpm")
+        return
+    if args.steps is None:
+        parser.error(f"{args.phase} needs --steps")
+    {"vae": run_vae, "decoder": run_decoder, "unet": run_unet}[args.phase](work, args.steps, args.save_every)
+
+
+if __name__ == "__main__":
+    main()
