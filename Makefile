@@ -11,7 +11,7 @@ TEST_ENV := COURSE_MODE=smoke HF_HUB_OFFLINE=1 HF_HOME=$(CURDIR)/build/test-hf-h
 LAB_ARGS := --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 NBVAL    := --nbval-lax --nbval-current-env --nbval-cell-timeout=600 --nbval-kernel-startup-timeout=120
 
-.PHONY: setup lab test test-unit test-notebooks lessons bench clean
+.PHONY: setup lab test test-unit test-notebooks lessons bench models clean
 
 $(STAMP): pyproject.toml requirements-lock.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,24 @@ lessons: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/sampling.py
 	$(BIN)/python bench/training.py
+	$(BIN)/python bench/emoji_quality.py
+
+# Rebuilds the course's trained models in data/models/ from data/emoji, as shipped (about 3 hours of one CPU core;
+# each model card says how long each part took). Every phase saves checkpoints under build/ and, run again after an
+# interruption, continues where it stopped. The UNet and decoder phases only need the vae phase: on two cores, run
+# them side by side.
+TRAIN_ENV := OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 COURSE_MODE=smoke
+DDPM_ARGS := --preset smoke --dataset emoji --image_size 32 --block_out_channels 32 64 64 --norm_num_groups 8 \
+	--train_batch_size 32 --max_steps 5000 --learning_rate 1e-3 --lr_warmup_steps 200 --ema_max_decay 0.999 \
+	--eval_batch_size 16 --num_inference_steps 50 --save_image_steps 1000 --checkpointing_steps 500 \
+	--logging_steps 50 --logger none --output_dir build/emoji-ddpm-train
+models: $(STAMP)
+	$(TRAIN_ENV) $(BIN)/python scripts/train_emoji_models.py vae --steps 900
+	$(TRAIN_ENV) $(BIN)/python scripts/train_emoji_models.py unet --steps UNET_STEPS
+	$(TRAIN_ENV) $(BIN)/python scripts/train_emoji_models.py decoder --steps DECODER_STEPS
+	$(TRAIN_ENV) $(BIN)/python scripts/train_emoji_models.py export
+	$(TRAIN_ENV) $(BIN)/python scripts/train_ddpm.py $(DDPM_ARGS) $(if $(wildcard build/emoji-ddpm-train/checkpoints),--resume latest)
+	$(TRAIN_ENV) $(BIN)/python scripts/train_emoji_models.py export-ddpm
 
 clean:
 	rm -rf build

@@ -127,9 +127,12 @@ def export_emoji_ddpm(run_dir: Path, out: Path) -> None:
 
 
 def _keep_card(out: Path, tmp: Path) -> None:
-    """Carry the model card (README.md, written by hand with the measured figures) over to the new export."""
+    """Carry the model card (README.md, written by hand with the measured figures) over to the new export, and clear
+    the way for it (a link left in place of the folder is removed, not followed)."""
     if (out / "README.md").exists():
         shutil.copy(out / "README.md", tmp / "README.md")
+    if out.is_symlink():
+        out.unlink()
 
 
 def model_index(folder: Path) -> dict:

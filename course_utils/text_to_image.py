@@ -100,7 +100,7 @@ def encode_all(vae, images: torch.Tensor, batch_size: int = 128) -> tuple[torch.
 
 def scaling_factor(means: torch.Tensor, stds: torch.Tensor) -> float:
     """1 / the standard deviation of sampled latents: the factor that gives the UNet latents of unit variance.
-    SD's VAE has 0.18215, measured the same way on its own training images."""
+    SD 1.x's VAE has about 0.182 (its latents spread about 5.5), measured the same way on its own training images."""
     generator = torch.Generator().manual_seed(0)
     latents = means + stds * torch.randn(means.shape, generator=generator)
     return float(1.0 / latents.std())
@@ -131,6 +131,14 @@ def text_to_image_loss(unet, text_encoder, scheduler, latents: torch.Tensor, inp
     weight = torch.clamp(snr, max=snr_gamma) / snr
     per_image = F.mse_loss(noise_pred, noise, reduction="none").mean(dim=(1, 2, 3))
     return (weight * per_image).mean()
+
+
+def min_snr_weight(scheduler, timesteps: torch.Tensor, snr_gamma: float = 5.0) -> torch.Tensor:
+    """min(SNR, gamma) / SNR of each timestep, with SNR = alphas_cumprod / (1 - alphas_cumprod): the weights
+    text_to_image_loss gives each image's loss (1 for noisy timesteps, below 1 for nearly clean ones)."""
+    alphas_cumprod = scheduler.alphas_cumprod.to(timesteps.device)[timesteps]
+    snr = alphas_cumprod / (1 - alphas_cumprod)
+    return torch.clamp(snr, max=snr_gamma) / snr
 
 
 # --------------------------------------------------------------------------------------------------- the pipeline
