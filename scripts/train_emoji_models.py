@@ -117,9 +117,15 @@ def _loop(phase: str, work: Path, steps: int, save_every: int, params, models: d
     return step
 
 
-def run_vae(work: Path, steps: int, save_every: int) -> None:
+def emoji(limit: int | None) -> tuple[torch.Tensor, list[str]]:
+    """The shipped emoji and captions, or only the first `limit` of them (quick checks)."""
+    images, captions = t2i.load_emoji_tensors()
+    return (images[:limit], captions[:limit]) if limit else (images, captions)
+
+
+def run_vae(work: Path, steps: int, save_every: int, limit: int | None = None) -> None:
     """Encoder and decoder together; at the end, every image's latent distribution and the scaling factor."""
-    images, _ = t2i.load_emoji_tensors()
+    images, _ = emoji(limit)
     torch.manual_seed(0)
     vae = t2i.make_vae()
     batch = SETTINGS["vae"]["batch_size"]
@@ -139,11 +145,11 @@ def run_vae(work: Path, steps: int, save_every: int) -> None:
     print(f"vae: scaling_factor {factor:.4f}; latents of {len(images)} images saved")
 
 
-def run_decoder(work: Path, steps: int, save_every: int) -> None:
+def run_decoder(work: Path, steps: int, save_every: int, limit: int | None = None) -> None:
     """The decoder alone, on latents sampled from the fixed encoder's distributions."""
     from diffusers import AutoencoderKL
 
-    images, _ = t2i.load_emoji_tensors()
+    images, _ = emoji(limit)
     vae = AutoencoderKL.from_pretrained(work / "vae-stage1")
     latents = torch.load(work / "latents.pt")
     params = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
@@ -158,13 +164,13 @@ def run_decoder(work: Path, steps: int, save_every: int) -> None:
     vae.save_pretrained(work / "vae")  # also after a stop: the export takes the decoder as far as it got
 
 
-def run_unet(work: Path, steps: int, save_every: int) -> None:
+def run_unet(work: Path, steps: int, save_every: int, limit: int | None = None) -> None:
     """Text encoder and UNet together on the fixed latents, 10% of captions dropped, EMA of both."""
     from diffusers.training_utils import EMAModel
 
     from course_utils.standins import clip_tokenizer
 
-    _, captions = t2i.load_emoji_tensors()
+    _, captions = emoji(limit)
     latents = torch.load(work / "latents.pt")
     input_ids = t2i.tokenize(clip_tokenizer(), captions)
     empty_ids = t2i.tokenize(clip_tokenizer(), [""])
@@ -193,6 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ddpm_run", default=str(ROOT / "build" / "emoji-ddpm-train"),
                         help="export-ddpm: the output_dir of the scripts/train_ddpm.py run")
     parser.add_argument("--models_dir", default=None, help="export: where to save (default: data/models)")
+    parser.add_argument("--images", type=int, default=None, help="train on the first N emoji only (quick checks)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (one is fastest on shared cores)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -211,7 +218,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.steps is None:
         parser.error(f"{args.phase} needs --steps")
-    {"vae": run_vae, "decoder": run_decoder, "unet": run_unet}[args.phase](work, args.steps, args.save_every)
+    {"vae": run_vae, "decoder": run_decoder, "unet": run_unet}[args.phase](work, args.steps, args.save_every, args.images)
 
 
 if __name__ == "__main__":

@@ -81,7 +81,16 @@ def test_generator_is_seeded(tmp_path):
     assert not torch.equal(a, torch.randn(4, generator=course.generator(8)))
 
 
-def test_smoke_model_is_a_tiny_standin_and_says_so(tmp_path, capsys):
+def test_smoke_model_is_the_course_trained_model_and_says_so(tmp_path, capsys):
+    folder = make_course(tmp_path).model("ddpm-cat")
+    assert folder.name == "emoji-ddpm" and (folder / "config.json").exists()
+    out = capsys.readouterr().out
+    assert "course model 'emoji-ddpm', trained on the shipped emoji, standing in for the real repo" in out
+    assert "google/ddpm-cat-256" in out
+
+
+def test_smoke_model_falls_back_to_a_tiny_standin_without_the_trained_one(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path / "no-data"))  # no data/models/ there
     folder = make_course(tmp_path).model("ddpm-cat")
     assert (folder / "STANDIN.md").exists()
     assert "stand-in, tiny random weights" in capsys.readouterr().out

@@ -143,16 +143,19 @@ def run_phase(*args: str) -> str:
 def test_training_script_runs_every_phase_and_resumes_exactly(tmp_path):
     from diffusers import StableDiffusionPipeline
 
+    import shutil
+
     straight, split = tmp_path / "straight", tmp_path / "split"
-    for work in (straight, split):
-        run_phase("vae", "--steps", "2", "--work_dir", str(work))
-    run_phase("unet", "--steps", "4", "--work_dir", str(straight))
-    run_phase("unet", "--steps", "2", "--work_dir", str(split))
-    assert "resumed at step 2" in run_phase("unet", "--steps", "4", "--work_dir", str(split))
+    quick = ("--images", "64", "--save_every", "1")
+    run_phase("vae", "--steps", "2", "--work_dir", str(straight), *quick)
+    shutil.copytree(straight, split)
+    run_phase("unet", "--steps", "4", "--work_dir", str(straight), *quick)
+    run_phase("unet", "--steps", "2", "--work_dir", str(split), *quick)
+    assert "resumed at step 2" in run_phase("unet", "--steps", "4", "--work_dir", str(split), *quick)
     a, b = (torch.load(w / "unet.pt", weights_only=False) for w in (straight, split))
     assert all(torch.equal(a["unet"][k], b["unet"][k]) for k in a["unet"]), "a resumed run must give the same weights"
     assert all(torch.equal(x, y) for x, y in zip(a["extra"]["shadow_params"], b["extra"]["shadow_params"]))
-    run_phase("decoder", "--steps", "2", "--work_dir", str(split))
+    run_phase("decoder", "--steps", "2", "--work_dir", str(split), *quick)
     run_phase("export", "--work_dir", str(split), "--models_dir", str(tmp_path / "models"))
     pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "models" / "emoji-sd", dtype=torch.float32, safety_checker=None)
     pipe.set_progress_bar_config(disable=True)
