@@ -4,9 +4,9 @@ Each phase saves a checkpoint every --save_every steps and on Ctrl-C, and contin
 run survives interruptions. Run from the repository root, one phase at a time (two phases can run side by side on two
 cores: `decoder` and `unet` both need only the `vae` phase's output):
 
-  python scripts/train_emoji_models.py vae --steps 1200       # encoder + decoder; then the latents and scaling factor
-  python scripts/train_emoji_models.py decoder --steps 3000   # the decoder alone; the latents stay fixed
-  python scripts/train_emoji_models.py unet --steps 12000     # text encoder + UNet, caption dropout, EMA
+  python scripts/train_emoji_models.py vae --steps 900        # encoder + decoder; then the latents and scaling factor
+  python scripts/train_emoji_models.py decoder --steps 2500   # the decoder alone; the latents stay fixed
+  python scripts/train_emoji_models.py unet --steps 5400      # text encoder + UNet, caption dropout, EMA
   python scripts/train_emoji_models.py export                 # assemble, save to data/models/emoji-sd
 
 The pixel-space emoji-ddpm is trained by lesson 05's trainer (scripts/train_ddpm.py) and exported by
