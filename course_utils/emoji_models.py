@@ -4,7 +4,6 @@ trained on the shipped emoji. In smoke mode they stand in for the real repos, so
 on a CPU. This module finds them and writes them (scripts/train_emoji_models.py calls the export)."""
 from __future__ import annotations
 
-import json
 import os
 import shutil
 from pathlib import Path
@@ -23,8 +22,6 @@ REQUIRED = {
                  "text_encoder/model.safetensors", "unet/diffusion_pytorch_model.safetensors",
                  "vae/diffusion_pytorch_model.safetensors"),
 }
-# Prompts the emoji model knows (emoji names), used in smoke mode where a lesson's full-mode prompt is a photo.
-PROMPTS = ("red apple", "rocket", "grinning face", "red heart", "fire", "thumbs up", "pizza", "ghost")
 
 
 def models_dir() -> Path:
@@ -135,20 +132,14 @@ def _keep_card(out: Path, tmp: Path) -> None:
         out.unlink()
 
 
-def model_index(folder: Path) -> dict:
-    """The folder's model_index.json as a dict."""
-    return json.loads((Path(folder) / "model_index.json").read_text())
-
-
 def load_emoji(name: str, size: int | None = None):
     """One shipped emoji as an RGB PIL image, by its caption ("red apple"), resized to `size` px if given."""
     from PIL import Image
 
-    from .data import offline_dataset_dir
+    from .text_to_image import emoji_metadata
     from .validate import did_you_mean
 
-    train = offline_dataset_dir() / "train"
-    rows = [json.loads(line) for line in (train / "metadata.jsonl").read_text().splitlines() if line.strip()]
+    train, rows = emoji_metadata()
     by_name = {row["text"]: row["file_name"] for row in rows}
     if name not in by_name:
         raise KeyError(f"No emoji named {name!r} in {train}.{did_you_mean(name, list(by_name))} "

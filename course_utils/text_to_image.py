@@ -44,15 +44,20 @@ def make_scheduler():
 
 
 # ------------------------------------------------------------------------------------------------------------- data
+def emoji_metadata(folder: str | Path | None = None) -> tuple[Path, list[dict]]:
+    """The shipped emoji's train/ folder and its metadata.jsonl rows (file_name, text, ...), in file order."""
+    from .data import offline_dataset_dir
+
+    train = Path(folder) if folder is not None else offline_dataset_dir() / "train"
+    return train, [json.loads(line) for line in (train / "metadata.jsonl").read_text().splitlines() if line.strip()]
+
+
 def load_emoji_tensors(folder: str | Path | None = None) -> tuple[torch.Tensor, list[str]]:
     """All shipped emoji as one float tensor in [-1, 1] (N, 3, 64, 64) and their captions, in file order."""
     import numpy as np
     from PIL import Image
 
-    from .data import offline_dataset_dir
-
-    train = Path(folder) if folder is not None else offline_dataset_dir() / "train"
-    rows = [json.loads(line) for line in (train / "metadata.jsonl").read_text().splitlines() if line.strip()]
+    train, rows = emoji_metadata(folder)
     pixels = np.stack([np.asarray(Image.open(train / row["file_name"]).convert("RGB")) for row in rows])
     images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     return images, [row["text"] for row in rows]
