@@ -1,5 +1,5 @@
 """`TrainingConfig`: every setting of a DDPM training run in one dataclass, with a `smoke` preset (a tiny UNet at
-32 px that trains in seconds on a CPU) and a `full` preset (the seed notes' 128 px model), plus the UNet it
+32 px that trains in seconds on a CPU) and a `full` preset (the 128 px model of diffusers' "Train a diffusion model" tutorial), plus the UNet it
 describes and the mixed-precision choice for the machine at hand."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from .validate import require_choice, require_positive_int
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 LOGGERS = ("tensorboard", "none")
 
-# The seed notes' model: six levels, 128 to 512 channels, self-attention at the fifth level (8x8 for 128 px images).
+# The model of diffusers' "Train a diffusion model" tutorial: six levels, 128 to 512 channels, self-attention at the fifth level (8x8 for 128 px images).
 FULL_UNET = dict(
     block_out_channels=(128, 128, 256, 256, 512, 512),
     down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
@@ -102,7 +102,7 @@ class TrainingConfig:
 
     @classmethod
     def full(cls, **overrides: Any) -> "TrainingConfig":
-        """The seed notes' model: 128 px, six levels of 128-512 channels with one attention level, batch 16."""
+        """The tutorial's model: 128 px, six levels of 128-512 channels with one attention level, batch 16."""
         # Sample grids use all 1,000 DDPM steps, so draw 8 images every 1,000 steps (a few grids, not a dozen of 16).
         settings = dict(image_size=128, **FULL_UNET, train_batch_size=16, num_epochs=50, eval_batch_size=8,
                         save_image_steps=1000, output_dir="outputs/ddpm-128")

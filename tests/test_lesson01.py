@@ -126,9 +126,6 @@ def test_notebook_writes_the_loops_and_asserts_parity():
         "assert difference <= tolerance",
     ):
         assert needed in code, f"notebook 01 no longer contains {needed!r}"
-    everything = "\n".join("".join(c["source"]) for c in cells)
-    for stale in ('["sample"]', "torch_dtype", "0.18215", "runwayml/", "use_auth_token", 'revision="fp16"', "huggingface-cli"):
-        assert stale not in everything
 
 
 # ----- exercise 2: one DDPM step ------------------------------------------------------------------------------------

@@ -40,17 +40,11 @@ SCHEDULERS = {
     "DDIM": (DDIMScheduler, {}),
 }
 SETTINGS = dict(num_inference_steps=5, guidance_scale=7.5, height=64, width=64)
-FORBIDDEN = ("0.18215", "torch_dtype", "runwayml/", '["sample"]', "use_auth_token", 'revision="fp16"', "huggingface-cli")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a busy 2-core machine OpenMP threads waiting for each other made
-    these tests 10x slower (measured: 1-8 s per UNet call with 2 threads, 0.07 s with 1)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# conftest.py: one CPU thread. On a busy 2-core machine, OpenMP threads waiting for each other made these tests 10x
+# slower (measured: 1-8 s per UNet call with 2 threads, 0.07 s with 1).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -230,14 +224,11 @@ def test_check_cfg(capsys):
 # ---- the notebook itself ---------------------------------------------------------------------------------------
 
 
-def test_notebook_is_stored_clean_and_current():
+def test_notebook_writes_out_what_it_teaches():
+    """(test_hygiene.py checks every lesson for outputs, outdated APIs and tokens.)"""
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
-    text = "\n".join(c.source for c in notebook.cells)
-    assert all(not c.outputs and c.execution_count is None for c in notebook.cells if c.cell_type == "code")
     assert notebook.cells[1].source.startswith("import course_utils\n\ncourse = course_utils.setup()")
-    for pattern in FORBIDDEN:
-        assert pattern not in text, pattern
     for needed in ("init_noise_sigma", "scale_model_input", "vae.config.scaling_factor", "randn_tensor",
                    'course.model("sd14")', "subfolder=", "dtype=course.dtype", "set_progress_bar_config(disable=True)",
                    "safety_checker=None", ".from_config(scheduler.config"):

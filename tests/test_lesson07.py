@@ -21,13 +21,7 @@ NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "07_text_to_image
 CAPTIONS = ["red apple", "rocket", "grinning face", "thumbs up"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one CPU thread is faster than several that wait for each other on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one CPU thread for these tiny models
 
 
 def notebook_cell(marker: str) -> str:
