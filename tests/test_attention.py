@@ -333,6 +333,9 @@ def test_check_word_positions(traced, capsys):
     assert "'</w>'" in capsys.readouterr().out
     assert not check_word_positions(tokenizer, prompt, "kaleidoscope", None)
     assert "Not attempted" in capsys.readouterr().out
+    for wrong_type in (6, "six", [6, "seven"]):  # a wrong type gets a verdict, never an exception
+        assert not check_word_positions(tokenizer, prompt, "kaleidoscope", wrong_type)
+        assert "list of ints" in capsys.readouterr().out
 
 
 def test_check_manual_map(traced):
@@ -349,11 +352,21 @@ def test_check_manual_map(traced):
     assert not check_manual_map(trace, PROMPT, "sunglasses", None)
 
 
-def test_check_start_token_share(traced):
+def test_check_start_token_share(traced, capsys):
     _, trace = traced
     share = torch.stack([r.maps[0, 0].float().mean() for r in trace.records]).mean().item()
     assert check_start_token_share(trace, share)
+    assert check_start_token_share(trace, share * 1.005)  # within 1%
+    assert check_start_token_share(trace, torch.tensor(share))
     assert check_start_token_share(trace, start_token_shares(trace)[1])
+    capsys.readouterr()
+    assert not check_start_token_share(trace, share * 1.05)
+    assert f"{share:.4f}" not in capsys.readouterr().out  # the failure does not give the answer away
+    assert not check_start_token_share(trace, 1 / 77)  # uniform attention is never accepted
+    assert "uniform" in capsys.readouterr().out
     assert not check_start_token_share(trace, 1 / 77 + 0.05)
     assert not check_start_token_share(trace, 1.5)
     assert not check_start_token_share(trace, None)
+    for wrong_type in ("a third", [0.1, 0.2], object()):
+        assert not check_start_token_share(trace, wrong_type)
+        assert "one number" in capsys.readouterr().out

@@ -50,7 +50,7 @@ def test_check_to_pixels(capsys):
         array = ((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
         return Image.fromarray(array)
 
-    def seed_notes_version(x):  # truncation instead of rounding: off by at most 1, which is fine
+    def truncating_version(x):  # truncation instead of rounding: off by at most 1, which is fine
         return Image.fromarray(((x.permute(1, 2, 0) + 1.0) * 127.5).type(torch.uint8).numpy())
 
     def forgot_plus_one(x):
@@ -61,7 +61,13 @@ def test_check_to_pixels(capsys):
 
     assert check_to_pixels(None) is False
     assert check_to_pixels(correct) is True
-    assert check_to_pixels(seed_notes_version) is True
+    assert check_to_pixels(truncating_version) is True
     assert check_to_pixels(forgot_plus_one) is False and "grey ramp" in capsys.readouterr().out
     assert check_to_pixels(channels_first) is False and "RGB" in capsys.readouterr().out
+
+    def reshaped(x):  # the right shape, the wrong numbers in each pixel
+        return Image.fromarray(((x + 1) * 127.5).round().to(torch.uint8).reshape(x.shape[1], x.shape[2], 3).numpy())
+
+    capsys.readouterr()
+    assert check_to_pixels(reshaped) is False and "permute" in capsys.readouterr().out
     assert check_to_pixels(lambda x: np.zeros((4, 16, 3))) is False and "Image.fromarray" in capsys.readouterr().out

@@ -64,6 +64,23 @@ def check_preprocess(transform: Callable | None, size: int) -> bool:
     return verdict(True, f"(3, {size}, {size}) in [{low:.0f}, {high:.0f}], pixel for pixel what preprocess({size}) gives.", "")
 
 
+def _looks_reshaped(to_pixels: Callable) -> bool:
+    """True when a colour test card comes back as (H, W, C) = reshape of (C, H, W), not a permute."""
+    import numpy as np
+    import torch
+
+    card = torch.stack([torch.linspace(-1, 1, 16).repeat(4, 1), torch.full((4, 16), 0.5), torch.full((4, 16), -0.5)])
+    try:
+        got = np.asarray(to_pixels(card), dtype=np.float32)
+    except Exception:
+        return False
+    right = ((card.permute(1, 2, 0) + 1) * 127.5).numpy()
+    reshaped = ((card.reshape(4, 16, 3) + 1) * 127.5).numpy()
+    if got.shape != right.shape:
+        return False
+    return np.abs(got - reshaped).max() <= 1.5 < np.abs(got - right).max()
+
+
 def check_to_pixels(to_pixels: Callable | None) -> bool:
     """Pass when `to_pixels` maps a (3, H, W) tensor in [-1, 1] back to a PIL RGB image (-1 -> 0, 1 -> 255)."""
     import torch
@@ -79,6 +96,9 @@ def check_to_pixels(to_pixels: Callable | None) -> bool:
         return verdict(False, "", f"it returned a {type(image).__name__}; end with Image.fromarray(array) on a uint8 (H, W, 3) array.")
     if image.size != (16, 4) or image.mode != "RGB":
         return verdict(False, "", f"got a {image.mode} image of {image.size}; expected RGB (16, 4): permute (C, H, W) -> (H, W, C).")
+    if _looks_reshaped(to_pixels):
+        return verdict(False, "", "the channels are scrambled: reshape re-reads the numbers in memory order; "
+                       "move the channel axis with x.permute(1, 2, 0) instead.")
     row = [image.getpixel((x, 0))[0] for x in range(16)]
     expected = [round((v + 1) * 127.5) for v in torch.linspace(-1, 1, 16).tolist()]
     if max(abs(a - b) for a, b in zip(row, expected)) > 1:

@@ -263,8 +263,8 @@ def check_noise_overtakes_signal(answer: int | torch.Tensor | None, scheduler=No
     if given == expected:
         return verdict(
             True,
-            f"t = {expected}: signal {signal[expected]:.3f} < noise {noise[expected]:.3f}, while at t = {expected - 1} "
-            f"the signal still wins ({signal[expected - 1]:.3f} vs {noise[expected - 1]:.3f}). That is only "
+            f"t = {expected}: signal {signal[expected]:.4f} < noise {noise[expected]:.4f}, while at t = {expected - 1} "
+            f"the signal still wins ({signal[expected - 1]:.4f} vs {noise[expected - 1]:.4f}). That is only "
             f"{expected / abar.numel():.0%} of the way through the {abar.numel()} timesteps: this schedule drowns the "
             "signal early, so most timesteps are spent on mostly-noise images.",
             "",
