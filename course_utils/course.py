@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from . import hub
+from .progress import hide_loading_bars
 from .validate import require_choice, require_multiple_of_8, require_positive_int
 
 MODES = ("smoke", "full")
@@ -132,6 +133,7 @@ def setup(mode: str | None = None, mirror: str | None = None, seed: int = 0, pro
     chosen_mode = pick_mode(mode, device)
     dtype = pick_dtype(device, chosen_mode)
     set_seed(seed)
+    hide_loading_bars()
     course = Course(chosen_mode, device, dtype, endpoint, Path(constants.HF_HOME), hub_ok, seed)
     why = "HF_HUB_OFFLINE=1" if offline else f"probe took {probe_s:.1f} s"
     state = "reachable" if hub_ok else f"NOT reachable, offline mode on ({why})"
@@ -145,6 +147,7 @@ def setup(mode: str | None = None, mirror: str | None = None, seed: int = 0, pro
         f"  hub       : {state}\n"
         f"  cache     : {constants.HF_HUB_CACHE}\n"
         f"  token     : {_token_status()}\n"
-        f"  seed      : {seed}"
+        f"  seed      : {seed}\n"
+        "  progress  : download bars on; loading-from-disk bars hidden"
     )
     return course

@@ -213,3 +213,19 @@ def test_download_gives_up_after_the_last_attempt(monkeypatch):
     monkeypatch.setattr(models.time, "sleep", lambda s: None)
     with pytest.raises(ConnectionError):
         models.download(MODELS["ddpm-cat"], attempts=2)
+
+
+def test_setup_hides_loading_bars_but_keeps_download_bars(capsys, monkeypatch):
+    from diffusers.utils import logging as diffusers_logging
+    from huggingface_hub.utils import are_progress_bars_disabled, enable_progress_bars
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.enable_progress_bar()
+    transformers_logging.enable_progress_bar()
+    enable_progress_bars()
+    monkeypatch.setenv("COURSE_MODE", "smoke")
+    course_utils.setup()
+    assert not diffusers_logging.is_progress_bar_enabled()
+    assert not transformers_logging.is_progress_bar_enabled()
+    assert not are_progress_bars_disabled()  # downloads still show theirs
+    assert "download bars on" in capsys.readouterr().out
