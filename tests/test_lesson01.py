@@ -2,8 +2,12 @@
 accept right answers and reject wrong ones with the right hint, and the schedule plot draws what it says."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib
 
@@ -15,9 +19,13 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel  # noqa: E402
 from diffusers.utils.torch_utils import randn_tensor  # noqa: E402
+from PIL import Image  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
 
 from course_utils.exercises.denoising import check_ddim_step, check_ddpm_step, check_noise_overtakes_signal  # noqa: E402
+from course_utils.images import tensor_to_pil  # noqa: E402
 from course_utils.noise_schedule import plot_noise_schedule  # noqa: E402
+from notebook_code import notebook_cell, notebook_definitions  # noqa: E402
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_denoising_loop.ipynb"
 STEPS = 20  # what course.steps(50, smoke=20) gives in smoke mode
@@ -36,20 +44,37 @@ def unet(folder) -> UNet2DModel:
     return UNet2DModel.from_pretrained(folder).eval()
 
 
-# ----- the loop, re-stated compactly (the notebook writes it out in full) ----------------------------------------
+# ----- the notebook's own loop cells, run on the trained emoji DDPM ----------------------------------------------
 
 
-def manual_loop(unet: UNet2DModel, scheduler, steps: int, seed: int, pass_generator_to_step: bool = True) -> torch.Tensor:
-    """The lesson's loop: randn_tensor start, UNet -> scheduler.step with the same generator; pixels in [0, 1]."""
-    generator = torch.Generator().manual_seed(seed)
+def notebook_to_pil():
+    """The lesson's `to_pil` function, defined by its own cell."""
+    return notebook_definitions(NOTEBOOK, "def to_pil(", {"to_pil"}, torch=torch, Image=Image)["to_pil"]
+
+
+def manual_loop(unet: UNet2DModel, scheduler, steps: int, seed: int, edit: tuple[str, str] | None = None) -> torch.Tensor:
+    """Run the lesson's DDPM cell (or its DDIM cell, for a DDIMScheduler) with `unet`, `scheduler` and `steps` as its
+    globals; `edit` replaces a piece of the cell's source first (to show that the parity check can fail). Pixels in
+    [0, 1]."""
     size = unet.config.sample_size
-    sample = randn_tensor((1, unet.config.in_channels, size, size), generator=generator, device=unet.device, dtype=unet.dtype)
-    scheduler.set_timesteps(steps)
-    for t in scheduler.timesteps:
-        with torch.no_grad():
-            noise_pred = unet(sample, t, return_dict=False)[0]
-        sample = scheduler.step(noise_pred, t, sample, generator=generator if pass_generator_to_step else None).prev_sample
-    return (sample / 2 + 0.5).clamp(0, 1)
+    course = SimpleNamespace(device="cpu", generator=lambda: torch.Generator().manual_seed(seed))
+    namespace = dict(course=course, unet=unet, torch=torch, randn_tensor=randn_tensor,
+                     shape=(1, unet.config.in_channels, size, size))
+    if isinstance(scheduler, DDIMScheduler):
+        scheduler.set_timesteps(steps)  # the cell before the loop does this
+        namespace.update(ddim=scheduler, DDIM_STEPS=steps, sync=lambda: None, time=time, tqdm=tqdm,
+                         to_pil=notebook_to_pil())
+        marker = 'desc="DDIM"'
+    else:
+        namespace.update(scheduler=scheduler, DDPM_STEPS=steps)
+        marker = 'desc="DDPM"'
+    source = notebook_cell(NOTEBOOK, marker)
+    if edit is not None:
+        assert edit[0] in source, edit
+        source = source.replace(*edit)
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(source, str(NOTEBOOK), "exec"), namespace)
+    return (namespace["sample"] / 2 + 0.5).clamp(0, 1)
 
 
 def to_uint8(pixels: torch.Tensor) -> np.ndarray:
@@ -74,6 +99,13 @@ def test_ddpm_loop_matches_ddpm_pipeline(folder, unet):
     assert np.array_equal(to_uint8(ours)[0], np.asarray(pil))
 
 
+def test_the_lessons_to_pil_is_tensor_to_pil():
+    """The lesson's to_pil, written out, gives the same pixels as course_utils.images.tensor_to_pil (which `show` uses)."""
+    batch = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2.4 - 1.2  # also outside [-1, 1]
+    ours, theirs = notebook_to_pil()(batch), tensor_to_pil(batch)
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(ours, theirs)) and len(ours) == 3
+
+
 def test_ddim_loop_matches_ddim_pipeline(folder, unet):
     ddim = DDIMScheduler.from_config(DDPMScheduler.from_pretrained(folder).config)
     ours = manual_loop(unet, ddim, STEPS, SEED)
@@ -89,7 +121,8 @@ def test_parity_check_can_fail(folder, unet):
     scheduler = DDPMScheduler.from_pretrained(folder)
     reference = manual_loop(unet, scheduler, STEPS, SEED)
     torch.manual_seed(123)
-    assert max_difference(manual_loop(unet, scheduler, STEPS, SEED, pass_generator_to_step=False), reference) > 1e-2
+    forgot = ("generator=generator)  # 2.", "generator=None)  # 2.")  # step() then draws its noise from torch's RNG
+    assert max_difference(manual_loop(unet, scheduler, STEPS, SEED, edit=forgot), reference) > 1e-2
     assert max_difference(manual_loop(unet, scheduler, STEPS, SEED + 1), reference) > 1e-2
 
 

@@ -29,6 +29,7 @@ from course_utils.exercises.stable_diffusion import (
     encode_texts,
     expected_latent_shape,
 )
+from notebook_code import notebook_cell as _cell
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_stable_diffusion_deconstructed.ipynb"
 PROMPT = "red apple"  # the trained emoji model knows emoji names
@@ -64,9 +65,7 @@ def sd(emoji_sd_folder) -> SimpleNamespace:
 
 def notebook_cell(marker: str) -> str:
     """Source of the one code cell of the lesson that contains `marker`."""
-    cells = [c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code" and marker in c.source]
-    assert len(cells) == 1, f"expected one code cell containing {marker!r}, found {len(cells)}"
-    return cells[0]
+    return _cell(NOTEBOOK, marker)
 
 
 @pytest.fixture(scope="module")

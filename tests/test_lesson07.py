@@ -3,10 +3,8 @@
 and each exercise check accepts right answers and rejects the usual wrong ones with the right hint."""
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
-import nbformat
 import pytest
 import torch
 import torch.nn.functional as F
@@ -16,6 +14,7 @@ from course_utils import architectures as arch
 from course_utils import text_to_image as t2i
 from course_utils.exercises.text_to_image import check_drop_captions, check_min_snr_weight, check_scaling_factor
 from course_utils.standins import clip_tokenizer
+from notebook_code import notebook_definitions as _definitions
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "07_text_to_image_from_scratch.ipynb"
 CAPTIONS = ["red apple", "rocket", "grinning face", "thumbs up"]
@@ -24,24 +23,9 @@ CAPTIONS = ["red apple", "rocket", "grinning face", "thumbs up"]
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one CPU thread for these tiny models
 
 
-def notebook_cell(marker: str) -> str:
-    """Source of the one code cell of the lesson that contains `marker`."""
-    cells = [c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells
-             if c.cell_type == "code" and marker in c.source]
-    assert len(cells) == 1, f"expected one code cell containing {marker!r}, found {len(cells)}"
-    return cells[0]
-
-
 def notebook_definitions(marker: str, names: set[str], **namespace) -> dict:
-    """Run only the functions and assignments called `names` of the cell containing `marker`, in `namespace`."""
-    tree = ast.parse(notebook_cell(marker))
-    chosen = [node for node in tree.body
-              if (isinstance(node, ast.FunctionDef) and node.name in names)
-              or (isinstance(node, ast.Assign) and any(getattr(t, "id", None) in names for t in node.targets))]
-    found = {node.name if isinstance(node, ast.FunctionDef) else node.targets[0].id for node in chosen}
-    assert found == names, f"missing in the cell with {marker!r}: {names - found}"
-    exec(compile(ast.Module(body=chosen, type_ignores=[]), str(NOTEBOOK), "exec"), namespace)
-    return namespace
+    """Run only the functions and assignments called `names` of the lesson's cell containing `marker`."""
+    return _definitions(NOTEBOOK, marker, names, **namespace)
 
 
 @pytest.fixture(scope="module")
