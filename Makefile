@@ -8,7 +8,9 @@ STAMP  := $(VENV)/.course-installed
 # One thread: the tiny smoke models gain nothing from more, and lose a lot when the cores are shared.
 TEST_ENV := COURSE_MODE=smoke HF_HUB_OFFLINE=1 HF_HOME=$(CURDIR)/build/test-hf-home MPLBACKEND=Agg PYTHONHASHSEED=0 OMP_NUM_THREADS=1
 # Root (AutoDL, containers) must opt in to run JupyterLab.
-LAB_ARGS := --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
+# No "get Jupyter news?" pop-up and no update check: the course pins its JupyterLab.
+LAB_ARGS := --notebook-dir=notebooks --LabApp.news_url=None \
+	--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate $(if $(filter 0,$(shell id -u)),--allow-root)
 NBVAL    := --nbval-lax --nbval-current-env --nbval-cell-timeout=600 --nbval-kernel-startup-timeout=120
 
 .PHONY: setup lab test test-unit test-notebooks lessons bench models clean
@@ -18,6 +20,9 @@ $(STAMP): pyproject.toml requirements-lock.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-lock.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e ".[dev]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3" > /dev/null
+	@mkdir -p $(VENV)/share/jupyter/lab/settings
+	@echo '{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}' \
+		> $(VENV)/share/jupyter/lab/settings/overrides.json
 	@touch $(STAMP)
 
 setup: $(STAMP)
