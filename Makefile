@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/sampling.py
 	$(BIN)/python bench/training.py
 	$(BIN)/python bench/emoji_quality.py
+	$(BIN)/python bench/pixel_dtype.py
 
 # Rebuilds the course's trained models in data/models/ from data/emoji, as shipped (about 4.5 hours of one shared CPU core;
 # each model card says how long each part took). Every phase saves checkpoints under build/ and, run again after an

@@ -75,3 +75,24 @@ def test_run_notebooks_reports_the_failing_cell(tmp_path):
 
 def test_gpu_check_script_parses():
     assert subprocess.run(["bash", "-n", str(ROOT / "scripts" / "gpu_check.sh")]).returncode == 0
+
+
+def test_pixel_dtype_bench_keeps_one_noise_and_orders_the_precisions(one_thread, monkeypatch):
+    """bench/pixel_dtype.py: fp32 from the same noise is itself (0.0), and an all-bf16 run moves further from it than
+    a bf16 UNet with an fp32 sample does (the claim lesson 01 prints a table for)."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import pixel_dtype
+    import torch
+    from diffusers import DDPMScheduler, UNet2DModel
+
+    from course_utils.emoji_models import models_dir
+
+    folder = models_dir() / "emoji-ddpm"
+    unet, scheduler = UNet2DModel.from_pretrained(folder).eval(), DDPMScheduler.from_pretrained(folder)
+    noise = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    run = lambda model, sample: pixel_dtype.sample(unet, scheduler, noise, 30, model, sample, seed=0)  # noqa: E731
+    fp32 = run(torch.float32, torch.float32)
+    assert torch.equal(fp32, run(torch.float32, torch.float32))
+    all_bf16 = (run(torch.bfloat16, torch.bfloat16) - fp32).abs().mean()
+    fp32_sample = (run(torch.bfloat16, torch.float32) - fp32).abs().mean()
+    assert 0 < fp32_sample < all_bf16

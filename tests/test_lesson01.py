@@ -156,6 +156,7 @@ def test_notebook_writes_the_loops_and_asserts_parity():
         "DDIMScheduler.from_config(scheduler.config)",
         "pred_original_sample",
         "course.steps(",
+        "DTYPE = torch.float32",
         "assert difference <= tolerance",
     ):
         assert needed in code, f"notebook 01 no longer contains {needed!r}"
