@@ -351,21 +351,13 @@ def _push_to_hub(config: TrainingConfig) -> str:
     return repo_id
 
 
-# ------------------------------------------------------------------------------------------------------- the loop
-def train(config: TrainingConfig, dataset, model=None, noise_scheduler=None, resume: str | Path | None = None,
-          stop_at_step: int | None = None) -> TrainResult:
-    """Train a UNet2DModel to predict the noise added to `dataset`'s images ({'images': tensor in [-1, 1]}).
-
-    resume='latest' (or a checkpoint folder) continues a run exactly; stop_at_step pauses it like Ctrl-C does."""
+# ------------------------------------------------------------------------------------------------ the run's set-up
+def prepare_model(config: TrainingConfig, model, say=print):
+    """The model to train: built from the config if not given; trainable weights in fp32; channels_last or
+    torch.compile when the config asks."""
     from accelerate.utils import set_seed
-    from diffusers import DDPMScheduler
-    from diffusers.optimization import get_cosine_schedule_with_warmup
-    from diffusers.training_utils import EMAModel, cast_training_params
+    from diffusers.training_utils import cast_training_params
 
-    started = time.perf_counter()
-    accelerator, precision_note = make_accelerator(config)
-    say = accelerator.print
-    say(f"precision: {precision_note}")
     set_seed(config.seed)  # the initial weights of a model built here
     model = make_unet(config) if model is None else model
     if any(p.dtype != torch.float32 for p in model.parameters() if p.requires_grad):
@@ -376,113 +368,132 @@ def train(config: TrainingConfig, dataset, model=None, noise_scheduler=None, res
         model.to(memory_format=torch.channels_last)  # convolutions then also produce channels_last activations
     if config.torch_compile:
         model.compile()  # in place: the module, its state_dict keys and what is saved stay the same
-    noise_scheduler = DDPMScheduler(num_train_timesteps=1000) if noise_scheduler is None else noise_scheduler
-    check_training_inputs(config, dataset, model, accelerator.num_processes)
-    _check_hub(config)
-    checkpoint = _prepare_output_dir(accelerator, config, resume)
+    return model
 
-    dataloader = accelerator.prepare(make_dataloader(dataset, config))
-    total_steps = config.total_steps(len(dataloader))
+
+def make_optimizer(model, config: TrainingConfig, device_type: str) -> torch.optim.AdamW:
+    """AdamW that updates every weight in one fused kernel (CUDA and CPU) or a few multi-tensor ops (elsewhere).
+
+    torch's CPU default runs one small update per weight tensor: on the smoke UNet's 182 tensors the optimizer step
+    takes 1.3 ms fused, 6.2 ms foreach and 9.7 ms by default on a 2-core CPU (bench/training.py measures the whole
+    step). Not fused on a CPU with torch_compile: compiled backward passes can return gradients laid out differently
+    from their weights, which the fused CPU kernel mis-updates without an error (a CUDA one refuses them)."""
+    fused = device_type == "cuda" or (device_type == "cpu" and not config.torch_compile)
+    fast = {"fused": True} if fused else {"foreach": True}
+    return torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.adam_weight_decay,
+                             **fast)
+
+
+def make_ema(unet, config: TrainingConfig, accelerator):
+    """The EMA of the weights (saved with every checkpoint), or None when config.use_ema is off."""
+    from diffusers.training_utils import EMAModel
+
+    if not config.use_ema:
+        return None
+    ema = EMAModel(unet.parameters(), decay=config.ema_max_decay, use_ema_warmup=True, foreach=True,
+                   inv_gamma=config.ema_inv_gamma, power=config.ema_power)
+    accelerator.register_for_checkpointing(ema)
+    return ema
+
+
+def _check_stop_at(stop_at_step: int | None, total_steps: int, done: int = 0) -> None:
+    """stop_at_step must lie after the steps already done and within the run."""
     if stop_at_step is not None and not 0 < stop_at_step <= total_steps:
         raise ValueError(f"stop_at_step={stop_at_step}: expected a step between 1 and the run's {total_steps} steps.")
-    # Update every weight in one fused kernel (CUDA and CPU) or a few multi-tensor ops (elsewhere), not one small
-    # update per weight tensor as torch's CPU default does: on the smoke UNet's 182 tensors the optimizer step takes
-    # 1.3 ms fused, 6.2 ms foreach and 9.7 ms by default on a 2-core CPU (bench/training.py measures the whole step).
-    # Not fused on a CPU with torch_compile: compiled backward passes can return gradients laid out differently from
-    # their weights, which the fused CPU kernel mis-updates without an error (a CUDA one refuses them).
-    fused = accelerator.device.type == "cuda" or (accelerator.device.type == "cpu" and not config.torch_compile)
-    fast = {"fused": True} if fused else {"foreach": True}
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.adam_weight_decay, **fast)
-    lr_scheduler = get_cosine_schedule_with_warmup(optimizer, config.lr_warmup_steps, total_steps)
-    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
-    unet = accelerator.unwrap_model(model)
-    ema = None
-    if config.use_ema:
-        ema = EMAModel(unet.parameters(), decay=config.ema_max_decay, use_ema_warmup=True, foreach=True,
-                       inv_gamma=config.ema_inv_gamma, power=config.ema_power)
-        accelerator.register_for_checkpointing(ema)
-    state = TrainState()
-    accelerator.register_for_checkpointing(state)
-    if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))  # weights, optimizer, lr schedule, RNG states, EMA, counters
-        if ema is not None:
-            ema.to(accelerator.device)  # loaded onto the CPU
-        say(f"resumed from {checkpoint} at step {state.step}")
-        if stop_at_step is not None and stop_at_step <= state.step:
-            raise ValueError(f"stop_at_step={stop_at_step}, but the run is already at step {state.step}.")
-    if accelerator.is_main_process:
-        accelerator.init_trackers("ddpm", config=_tracker_config(config))
-    global_batch = config.train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps
-    say(f"{total_steps} steps ({config.steps_per_epoch(len(dataloader))} per epoch over {len(dataset)} images), "
-        f"{global_batch} images per step, on {accelerator.num_processes} x {accelerator.device.type}")
+    if stop_at_step is not None and stop_at_step <= done:
+        raise ValueError(f"stop_at_step={stop_at_step}, but the run is already at step {done}.")
 
-    progress = _progress_bar(total_steps, state.step, disable=not accelerator.is_local_main_process)
-    losses, pending, last_checkpoint, interrupted, stopped = [], [], None, False, False
 
-    def read_losses() -> None:
-        """Read the pending steps' losses back from the device in one go (each read makes the CPU wait for the GPU,
-        so it happens every logging_steps, not every step), average them over the processes, and log them."""
-        if not pending:
+def _resume(accelerator, checkpoint: Path | None, ema, state: TrainState, say) -> None:
+    """Load a checkpoint: weights, optimizer, lr schedule, random states, EMA and the trainer's counters."""
+    if checkpoint is None:
+        return
+    accelerator.load_state(str(checkpoint))
+    if ema is not None:
+        ema.to(accelerator.device)  # loaded onto the CPU
+    say(f"resumed from {checkpoint} at step {state.step}")
+
+
+# ----------------------------------------------------------------------------------------------- during the run
+def epochs_of_batches(accelerator, dataloader, state: TrainState, total_steps: int):
+    """Batches, epoch after epoch, until the run's last step: each epoch's order depends on (seed, epoch) only, and
+    after a resume the batches the epoch already used are skipped."""
+    while state.step < total_steps:
+        dataloader.set_epoch(state.epoch)
+        skip = state.batch_in_epoch
+        yield from accelerator.skip_first_batches(dataloader, skip) if skip else dataloader
+
+
+def end_optimizer_step(state: TrainState, lr_scheduler, ema, unet, batches_per_epoch: int) -> dict:
+    """After an optimizer step: advance the lr schedule, the EMA and the counters; return the step's log entry."""
+    entry = {"step": state.step + 1, "epoch": state.epoch, "loss": None, "lr": lr_scheduler.get_last_lr()[0]}
+    lr_scheduler.step()
+    if ema is not None:
+        ema.step(unet.parameters())
+        entry["ema_decay"] = ema.cur_decay_value
+    state.step += 1
+    if state.batch_in_epoch >= batches_per_epoch:
+        state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+    return entry
+
+
+@dataclass
+class StepPlan:
+    """What to do after an optimizer step."""
+
+    read_losses: bool
+    save_samples: bool
+    save_checkpoint: bool
+    end: bool  # the last step, or a pause (stop_at_step or Ctrl-C)
+
+
+def plan_step(step: int, config: TrainingConfig, total_steps: int, stop_at_step: int | None,
+              interrupted: bool) -> StepPlan:
+    """Samples every save_image_steps, a checkpoint every checkpointing_steps and before any stop, the losses read
+    back every logging_steps and before either (a checkpoint saves the loss history)."""
+    done = step >= total_steps
+    stopped = interrupted or step == stop_at_step
+    samples = step % config.save_image_steps == 0 or done
+    checkpoint = step % config.checkpointing_steps == 0 or done or stopped
+    return StepPlan(step % config.logging_steps == 0 or samples or checkpoint, samples, checkpoint, done or stopped)
+
+
+class LossLog:
+    """Keeps each step's loss on the device and reads them back in one go when asked (every logging_steps): each
+    read makes the CPU wait for the GPU. The values are averaged over the processes and logged."""
+
+    def __init__(self, accelerator, state: TrainState, progress) -> None:
+        self.accelerator, self.state, self.progress = accelerator, state, progress
+        self.batches: list[torch.Tensor] = []  # this step's micro-batch losses
+        self.pending: list[tuple[dict, torch.Tensor]] = []  # finished steps whose loss is not read yet
+
+    def add_batch(self, loss: torch.Tensor) -> None:
+        self.batches.append(loss.detach())
+
+    def end_step(self, entry: dict) -> None:
+        self.pending.append((entry, torch.stack(self.batches).mean()))
+        self.batches = []
+        self.progress.update(1)
+
+    def read(self) -> None:
+        """On every process (a collective): the pending losses, into the history, TensorBoard and the bar."""
+        if not self.pending:
             return
-        values = accelerator.reduce(torch.stack([loss for _, loss in pending]), reduction="mean").tolist()
-        for (entry, _), value in zip(pending, values):
+        losses = torch.stack([loss for _, loss in self.pending])
+        values = self.accelerator.reduce(losses, reduction="mean").tolist()
+        for (entry, _), value in zip(self.pending, values):
             entry["loss"] = value
-            state.history.append(entry)
-            accelerator.log({k: v for k, v in entry.items() if k not in ("step", "epoch")}, step=entry["step"])
-        pending.clear()
-        last = state.history[-1]
-        progress.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}", epoch=last["epoch"])
+            self.state.history.append(entry)
+            self.accelerator.log({k: v for k, v in entry.items() if k not in ("step", "epoch")}, step=entry["step"])
+        self.pending.clear()
+        last = self.state.history[-1]
+        self.progress.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}", epoch=last["epoch"])
 
-    with StopRequest(say) as stop:
-        while state.step < total_steps and not stopped:
-            dataloader.set_epoch(state.epoch)  # the shuffle order depends on (seed, epoch) only
-            batches = accelerator.skip_first_batches(dataloader, state.batch_in_epoch) if state.batch_in_epoch else dataloader
-            for batch in batches:
-                generator = step_generator(config.seed, state.micro_step, accelerator.process_index, accelerator.device)
-                images = random_flips(batch["images"], generator) if config.random_flip else batch["images"]
-                with accelerator.accumulate(model):
-                    loss = diffusion_loss(model, noise_scheduler, images, generator)
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients:
-                        accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                    optimizer.step()
-                    optimizer.zero_grad()
-                state.micro_step += 1
-                state.batch_in_epoch += 1
-                losses.append(loss.detach())
-                if not accelerator.sync_gradients:
-                    continue  # still accumulating gradients for this step
 
-                # ---- one optimizer step is done
-                entry = {"step": state.step + 1, "epoch": state.epoch, "loss": None, "lr": lr_scheduler.get_last_lr()[0]}
-                lr_scheduler.step()
-                if ema is not None:
-                    ema.step(unet.parameters())
-                    entry["ema_decay"] = ema.cur_decay_value
-                state.step += 1
-                if state.batch_in_epoch >= len(dataloader):
-                    state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-                pending.append((entry, torch.stack(losses).mean()))  # the loss stays on the device for now
-                losses = []
-                progress.update(1)
-
-                done = state.step >= total_steps
-                if accelerator.num_processes == 1 or state.step % config.logging_steps == 0 or done:
-                    interrupted = stop.requested(accelerator)  # with several processes, a collective: not every step
-                stopped = interrupted or state.step == stop_at_step
-                samples = state.step % config.save_image_steps == 0 or done
-                checkpoint_now = state.step % config.checkpointing_steps == 0 or done or stopped
-                if state.step % config.logging_steps == 0 or samples or checkpoint_now:
-                    read_losses()  # on every process (a collective); before a checkpoint, which saves the history
-                if samples and accelerator.is_main_process:
-                    _save_samples(accelerator, unet, ema, noise_scheduler, config, state.step)
-                if checkpoint_now:
-                    last_checkpoint = _save_checkpoint(accelerator, config, state.step)
-                if done or stopped:
-                    break
-    read_losses()
-    progress.close()
-
+# --------------------------------------------------------------------------------------------------- at the end
+def _save_model(accelerator, config: TrainingConfig, state: TrainState, unet, ema, noise_scheduler,
+                total_steps: int, say) -> Path | None:
+    """Save the history, and after the last step the (EMA) model as a DDPMPipeline folder; push it if asked."""
     model_dir = None
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -490,10 +501,85 @@ def train(config: TrainingConfig, dataset, model=None, noise_scheduler=None, res
         if state.step >= total_steps:
             with ema_weights(ema, unet):
                 model_dir = runs.save_ddpm(unet, noise_scheduler, config.output_dir)
-            say(f"saved the {'EMA ' if ema is not None else ''}model to {model_dir} (DDPMPipeline.from_pretrained loads it)")
+            kind = "EMA " if ema is not None else ""
+            say(f"saved the {kind}model to {model_dir} (DDPMPipeline.from_pretrained loads it)")
             if config.push_to_hub:
                 say(f"pushed to https://huggingface.co/{_push_to_hub(config)}")
     accelerator.end_training()
+    return model_dir
+
+
+# ------------------------------------------------------------------------------------------------------- the loop
+def train(config: TrainingConfig, dataset, model=None, noise_scheduler=None, resume: str | Path | None = None,
+          stop_at_step: int | None = None) -> TrainResult:
+    """Train a UNet2DModel to predict the noise added to `dataset`'s images ({'images': tensor in [-1, 1]}).
+
+    resume='latest' (or a checkpoint folder) continues a run exactly; stop_at_step pauses it like Ctrl-C does."""
+    from diffusers import DDPMScheduler
+    from diffusers.optimization import get_cosine_schedule_with_warmup
+
+    started = time.perf_counter()
+    accelerator, precision_note = make_accelerator(config)
+    say = accelerator.print
+    say(f"precision: {precision_note}")
+    model = prepare_model(config, model, say)
+    noise_scheduler = DDPMScheduler(num_train_timesteps=1000) if noise_scheduler is None else noise_scheduler
+    check_training_inputs(config, dataset, model, accelerator.num_processes)
+    _check_hub(config)
+    checkpoint = _prepare_output_dir(accelerator, config, resume)
+
+    dataloader = accelerator.prepare(make_dataloader(dataset, config))
+    total_steps = config.total_steps(len(dataloader))
+    _check_stop_at(stop_at_step, total_steps)
+    optimizer = make_optimizer(model, config, accelerator.device.type)
+    lr_scheduler = get_cosine_schedule_with_warmup(optimizer, config.lr_warmup_steps, total_steps)
+    model, optimizer, lr_scheduler = accelerator.prepare(model, optimizer, lr_scheduler)
+    unet = accelerator.unwrap_model(model)
+    ema = make_ema(unet, config, accelerator)
+    state = TrainState()
+    accelerator.register_for_checkpointing(state)
+    _resume(accelerator, checkpoint, ema, state, say)
+    _check_stop_at(stop_at_step, total_steps, done=state.step)
+    if accelerator.is_main_process:
+        accelerator.init_trackers("ddpm", config=_tracker_config(config))
+    images_per_step = config.train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps
+    say(f"{total_steps} steps ({config.steps_per_epoch(len(dataloader))} per epoch over {len(dataset)} images), "
+        f"{images_per_step} images per step, on {accelerator.num_processes} x {accelerator.device.type}")
+
+    progress = _progress_bar(total_steps, state.step, disable=not accelerator.is_local_main_process)
+    log, last_checkpoint, interrupted = LossLog(accelerator, state, progress), None, False
+    with StopRequest(say) as stop:
+        for batch in epochs_of_batches(accelerator, dataloader, state, total_steps):
+            generator = step_generator(config.seed, state.micro_step, accelerator.process_index, accelerator.device)
+            images = random_flips(batch["images"], generator) if config.random_flip else batch["images"]
+            with accelerator.accumulate(model):
+                loss = diffusion_loss(model, noise_scheduler, images, generator)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            state.micro_step, state.batch_in_epoch = state.micro_step + 1, state.batch_in_epoch + 1
+            log.add_batch(loss)
+            if not accelerator.sync_gradients:
+                continue  # still accumulating gradients for this step
+
+            log.end_step(end_optimizer_step(state, lr_scheduler, ema, unet, len(dataloader)))
+            if accelerator.num_processes == 1 or state.step % config.logging_steps == 0 or state.step >= total_steps:
+                interrupted = stop.requested(accelerator)  # with several processes a collective: not every step
+            plan = plan_step(state.step, config, total_steps, stop_at_step, interrupted)
+            if plan.read_losses:
+                log.read()
+            if plan.save_samples and accelerator.is_main_process:
+                _save_samples(accelerator, unet, ema, noise_scheduler, config, state.step)
+            if plan.save_checkpoint:
+                last_checkpoint = _save_checkpoint(accelerator, config, state.step)
+            if plan.end:
+                break
+    log.read()
+    progress.close()
+
+    model_dir = _save_model(accelerator, config, state, unet, ema, noise_scheduler, total_steps, say)
     result = TrainResult(Path(config.output_dir), state.step, total_steps, state.history, time.perf_counter() - started,
                          accelerator.mixed_precision, model_dir, last_checkpoint or (checkpoint and Path(checkpoint)))
     if interrupted:
