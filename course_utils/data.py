@@ -535,8 +535,10 @@ def with_transform(dataset: "Dataset", size: int, flip: bool = True, center_crop
     return dataset.with_transform(BatchTransform(preprocess(size, flip, center_crop)))
 
 
-def make_dataloader(dataset, batch_size: int, shuffle: bool = True, seed: int = 0, num_workers: int = 0) -> "DataLoader":
-    """A DataLoader with a seeded shuffle; num_workers=0 by default because worker processes hang in notebooks."""
+def make_dataloader(dataset, batch_size: int, shuffle: bool = True, seed: int = 0, num_workers: int = 0,
+                    collate_fn: Callable | None = None) -> "DataLoader":
+    """A DataLoader with a seeded shuffle; num_workers=0 by default because worker processes hang in notebooks.
+    (The trainer passes its own collate_fn, and accelerate's seedable sampler then sets the order per epoch.)"""
     import torch
 
     require_positive_int("batch_size", batch_size)
@@ -557,6 +559,7 @@ def make_dataloader(dataset, batch_size: int, shuffle: bool = True, seed: int = 
         shuffle=shuffle,
         generator=torch.Generator().manual_seed(seed),
         num_workers=num_workers,
+        collate_fn=collate_fn,
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),
     )

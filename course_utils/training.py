@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from . import training_runs as runs
+from .data import make_dataloader
 from .training_config import TrainingConfig, choose_mixed_precision, make_unet
 
 __all__ = ["TrainingConfig", "TrainResult", "make_unet", "train", "diffusion_loss", "random_flips", "step_generator",
@@ -110,14 +111,6 @@ def check_training_inputs(config: TrainingConfig, dataset, model, num_processes:
             f"Dataset images range over [{low:.3g}, {high:.3g}], but DDPM training expects [-1, 1]: "
             "add Normalize([0.5], [0.5]) after ToTensor()."
         )
-
-
-def make_dataloader(dataset, config: TrainingConfig) -> torch.utils.data.DataLoader:
-    """A shuffling DataLoader; accelerate's seedable sampler (see make_accelerator) makes its order resumable."""
-    return torch.utils.data.DataLoader(
-        dataset, batch_size=config.train_batch_size, shuffle=True, collate_fn=collate_images,
-        num_workers=config.dataloader_num_workers, drop_last=False,
-    )
 
 
 # ----------------------------------------------------------------------------------------------- the run's machinery
@@ -528,7 +521,9 @@ def train(config: TrainingConfig, dataset, model=None, noise_scheduler=None, res
     _check_hub(config)
     checkpoint = _prepare_output_dir(accelerator, config, resume)
 
-    dataloader = accelerator.prepare(make_dataloader(dataset, config))
+    dataloader = accelerator.prepare(make_dataloader(dataset, config.train_batch_size, seed=config.seed,
+                                                     num_workers=config.dataloader_num_workers,
+                                                     collate_fn=collate_images))
     total_steps = config.total_steps(len(dataloader))
     _check_stop_at(stop_at_step, total_steps)
     optimizer = make_optimizer(model, config, accelerator.device.type)
