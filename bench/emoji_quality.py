@@ -21,7 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from course_utils import emoji_quality as q  # noqa: E402
-from course_utils.emoji_models import models_dir  # noqa: E402
+from course_utils.models.emoji import models_dir  # noqa: E402
 from course_utils.text_to_image import encode_all, load_emoji_tensors, psnr  # noqa: E402
 
 

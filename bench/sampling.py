@@ -24,9 +24,9 @@ def load(size: str, device: str, dtype: torch.dtype):
 
     from diffusers import StableDiffusionPipeline
 
-    from course_utils.models import from_cache
-    from course_utils.registry import MODELS
-    from course_utils.standins import get_standin
+    from course_utils.models.resolve import from_cache
+    from course_utils.models.registry import MODELS
+    from course_utils.models.standins import get_standin
 
     spec = MODELS["sd15"]
     folder = (from_cache(spec) if size == "full" else None) or get_standin(Path(tempfile.gettempdir()) / "course-bench", spec, size)

@@ -57,7 +57,7 @@ def reference_loop(config, dataset, steps: int) -> list[float]:
     from tqdm.auto import tqdm
 
     from course_utils.training import collate_images
-    from course_utils.training_config import make_unet
+    from course_utils.training import make_unet
 
     torch.manual_seed(config.seed)
     model = make_unet(config)
@@ -100,10 +100,10 @@ def reference_loop(config, dataset, steps: int) -> list[float]:
 def course_trainer(config, dataset, steps: int, **switches) -> list[float]:
     """The course trainer for `steps` steps; returns the time each step started (stamped where it draws the step's
     random numbers, right after the batch arrives, as in the reference) and the time the last read-back ended."""
-    from course_utils import training
+    from course_utils.training import loop
 
     folder = Path(tempfile.mkdtemp(prefix="bench-train-"))
-    stamps, original = [], training.step_generator
+    stamps, original = [], loop.step_generator
 
     def stamped(*args, **kwargs):
         stamps.append(time.perf_counter())
@@ -113,12 +113,12 @@ def course_trainer(config, dataset, steps: int, **switches) -> list[float]:
         raise ValueError("The stamps count batches: benchmark with gradient_accumulation_steps=1.")
     run_config = config.replace(max_steps=steps, output_dir=str(folder), checkpointing_steps=steps, save_image_steps=steps,
                                 eval_batch_size=1, num_inference_steps=1, logger="none", random_flip=False, **switches)
-    training.step_generator = stamped
+    loop.step_generator = stamped  # train() looks it up in its own module
     try:
         with quiet():
-            training.train(run_config, dataset)
+            loop.train(run_config, dataset)
     finally:
-        training.step_generator = original
+        loop.step_generator = original
         shutil.rmtree(folder, ignore_errors=True)
     return stamps
 
@@ -139,7 +139,7 @@ def unet_flops_per_image(config) -> float:
     """Forward + backward FLOPs of one training image, counted by torch's FlopCounterMode on the real graph (x3 fwd)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from course_utils.training_config import make_unet
+    from course_utils.training import make_unet
 
     model = make_unet(config)
     x = torch.zeros(1, 3, config.image_size, config.image_size)
@@ -149,7 +149,7 @@ def unet_flops_per_image(config) -> float:
 
 
 def main() -> None:
-    from course_utils.training_config import TrainingConfig
+    from course_utils.training import TrainingConfig
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     on_gpu = torch.cuda.is_available()

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .validate import did_you_mean
+from course_utils.checks.values import did_you_mean
 
 END_OF_WORD = "</w>"  # CLIP's BPE marks the last piece of every word with this suffix
 
@@ -437,7 +437,7 @@ def overlay(image: Image.Image, heat: torch.Tensor, alpha: float = 0.5, cmap: st
 
 def show_word_maps(image: Image.Image, maps: dict[str, torch.Tensor], cols: int | None = None, alpha: float = 0.5, size: float = 2.2, suptitle: str = ""):
     """The image, then one overlay per word, titled with the word."""
-    from .images import show
+    from course_utils.images import show
 
     panels = [image] + [overlay(image, heat, alpha) for heat in maps.values()]
     titles = ["image"] + [repr(word) if not word.isalnum() else word for word in maps]

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import hub
-from .progress import hide_loading_bars
-from .validate import require_choice, require_multiple_of_8, require_positive_int
+from course_utils import hub
+from course_utils.progress import hide_loading_bars
+from course_utils.checks.values import require_choice, require_multiple_of_8, require_positive_int
 
 MODES = ("smoke", "full")
 # Smoke mode's trained emoji models are tiny (8 x 8 latents, 32 px pixels): 20 steps cost well under a second.
@@ -53,8 +53,8 @@ class Course:
 
     def model(self, name: str) -> Path:
         """Local folder for a registry model (cache, download or stand-in); prints where it came from."""
-        from .models import resolve
-        from .registry import model_spec
+        from course_utils.models.resolve import resolve
+        from course_utils.models.registry import model_spec
 
         spec = model_spec(name)
         found = resolve(spec, smoke=self.smoke, hub_ok=self.hub_ok, standin_root=self.cache_dir / "course-standins")
@@ -63,7 +63,7 @@ class Course:
 
     def dataset(self, name: str, split: str = "train", **kwargs):
         """Load an image dataset by short name, hub id or folder, with the offline fallbacks of course_utils.data."""
-        from .data import load_image_dataset
+        from course_utils.data import load_image_dataset
 
         return load_image_dataset(name, split=split, hub_ok=self.hub_ok, **kwargs)
 

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from PIL import Image
 
-from .validate import did_you_mean, require_positive_int
+from course_utils.paths import data_root
+from course_utils.checks.values import did_you_mean, require_positive_int
 
 if TYPE_CHECKING:  # importing datasets/torch is slow: done inside the functions that need them
     from datasets import Dataset
     from torch.utils.data import DataLoader
 
 OFFLINE_NAME = "emoji"
-DATA_ROOT = Path(__file__).resolve().parents[1] / "data"
 # Columns that hold a caption in common datasets; renamed to "text" so every lesson reads the same name.
 CAPTION_COLUMNS = ("text", "caption", "captions", "prompt", "description", "sentence")
 HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -100,15 +100,8 @@ def find_corrupt_images(paths: Sequence[Path]) -> dict[Path, str]:
 
 def offline_dataset_dir() -> Path:
     """Folder of the shipped emoji dataset: $COURSE_DATA_DIR/emoji if set, else data/emoji in this repository."""
-    root = Path(os.environ.get("COURSE_DATA_DIR", DATA_ROOT)).expanduser()
-    folder = root / OFFLINE_NAME
-    if not (folder / "train" / "metadata.jsonl").is_file():
-        raise FileNotFoundError(
-            f"The shipped dataset is missing: no {folder / 'train' / 'metadata.jsonl'}. It comes with the course "
-            "repository (data/emoji/); if you installed course_utils elsewhere, set COURSE_DATA_DIR to the repo's "
-            "data/ folder, or rebuild it with `python scripts/build_emoji_dataset.py`."
-        )
-    return folder
+    return data_root(f"{OFFLINE_NAME}/train/metadata.jsonl", what="emoji dataset",
+                     rebuild="python scripts/build_emoji_dataset.py") / OFFLINE_NAME
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -292,7 +285,7 @@ def local_copies(repo_id: str, local_dir: str | Path | None = None) -> list[Path
     if local_dir is not None:
         return [Path(local_dir).expanduser()]
     name = repo_id.split("/")[-1]
-    return [Path.cwd() / name, DATA_ROOT / name]
+    return [Path.cwd() / name, data_root() / name]
 
 
 def from_local_copy(repo_id: str, split: str, local_dir: str | Path | None = None) -> "Dataset":
@@ -309,7 +302,7 @@ def from_local_copy(repo_id: str, split: str, local_dir: str | Path | None = Non
 # ----------------------------------------------------------------------------------------------------------------
 def _hub_ok_now() -> bool:
     """Decide once whether the hub answers: HF_HUB_OFFLINE=1 means no; else a ~1 s probe of HF_ENDPOINT."""
-    from .hub import DEFAULT_ENDPOINT, hub_reachable, offline_requested
+    from course_utils.hub import DEFAULT_ENDPOINT, hub_reachable, offline_requested
 
     return not offline_requested() and hub_reachable(os.environ.get("HF_ENDPOINT", DEFAULT_ENDPOINT), timeout=1.0)
 
@@ -393,7 +386,7 @@ def standardize(dataset: "Dataset") -> "Dataset":
 
 def _kind(name: str) -> str:
     """'offline', 'folder' or 'hub' for a name; unknown short names and missing paths raise a clear error."""
-    from .registry import DATASETS
+    from course_utils.models.registry import DATASETS
 
     if name == OFFLINE_NAME:
         return "offline"
@@ -428,7 +421,7 @@ def load_image_dataset(
     folder of images. `hub_ok`: whether the hub answers (course.hub_ok; None probes it once). A hub id goes through
     the fallback chain; when everything fails, the shipped dataset is used (`fallback=False` raises instead).
     """
-    from .registry import dataset_id
+    from course_utils.models.registry import dataset_id
 
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"name_or_path must be a string or path, got {type(name_or_path).__name__}")

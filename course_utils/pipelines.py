@@ -12,7 +12,8 @@ from typing import Any, Callable, Sequence
 
 from PIL import Image, ImageOps
 
-from .validate import did_you_mean, require_multiple_of_8, require_positive_int
+from course_utils.paths import data_root
+from course_utils.checks.values import did_you_mean, require_multiple_of_8, require_positive_int
 
 GIB = 2**30
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
@@ -26,8 +27,8 @@ HEADROOM = 1.2  # keep 20 % of the free memory spare for the CUDA context, fragm
 
 # ---------------------------------------------------------------------------------------------------------- photos
 def photos_dir() -> Path:
-    """The repository's data/images folder, where the lesson's photos live."""
-    return Path(__file__).resolve().parent.parent / "data" / "images"
+    """The repository's data/images folder (or $COURSE_DATA_DIR/images), where the lesson's photos live."""
+    return data_root() / "images"
 
 
 def photo_names() -> list[str]:
@@ -43,7 +44,7 @@ def photo_path(name_or_path: str | Path, argument: str = "image") -> Path:
     if text in names:
         return next(p for p in photos_dir().iterdir() if p.stem == text and p.suffix.lower() in PHOTO_SUFFIXES)
     path = Path(text).expanduser()
-    for candidate in (path, photos_dir().parent.parent / path):  # as given, or relative to the repository root
+    for candidate in (path, data_root().parent / path):  # as given, or relative to the repository root
         if candidate.is_file():
             return candidate
     hint = did_you_mean(text, names + [str(photos_dir() / f"{n}.jpg") for n in names])
@@ -57,7 +58,7 @@ def photo_path(name_or_path: str | Path, argument: str = "image") -> Path:
 def load_photo(name_or_path: str | Path, size: int | None = None, argument: str = "image") -> Image.Image:
     """Open a course photo (by short name) or any image file as RGB; with `size`, centre-crop and resize it to a
     size x size square."""
-    from .images import load_image
+    from course_utils.images import load_image
 
     image = load_image(photo_path(name_or_path, argument))
     if size is not None:
@@ -271,7 +272,7 @@ def sd15_component_bytes(element_size: int = 2) -> dict[str, int]:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from . import architectures as arch
+    from course_utils.models import architectures as arch
 
     with torch.device("meta"):
         models = {

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import architectures as arch
+from course_utils.models import architectures as arch
 
 EMOJI_SIZE = 64  # the shipped emoji are 64 px; the VAE turns them into 8 x 8 x 4 latents
 
@@ -46,7 +46,7 @@ def make_scheduler():
 # ------------------------------------------------------------------------------------------------------------- data
 def emoji_metadata(folder: str | Path | None = None) -> tuple[Path, list[dict]]:
     """The shipped emoji's train/ folder and its metadata.jsonl rows (file_name, text, ...), in file order."""
-    from .data import offline_dataset_dir
+    from course_utils.data import offline_dataset_dir
 
     train = Path(folder) if folder is not None else offline_dataset_dir() / "train"
     return train, [json.loads(line) for line in (train / "metadata.jsonl").read_text().splitlines() if line.strip()]

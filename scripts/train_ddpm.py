@@ -39,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import course_utils  # noqa: E402  (must come before any Hugging Face import: it configures the hub)
-from course_utils.training_config import TrainingConfig  # noqa: E402
+from course_utils.training import TrainingConfig  # noqa: E402
 
 _PARSERS = {"int": int, "float": float, "str": str}
 

@@ -168,7 +168,7 @@ def run_unet(work: Path, steps: int, save_every: int, limit: int | None = None) 
     """Text encoder and UNet together on the fixed latents, 10% of captions dropped, EMA of both."""
     from diffusers.training_utils import EMAModel
 
-    from course_utils.standins import clip_tokenizer
+    from course_utils.models.standins import clip_tokenizer
 
     _, captions = emoji(limit)
     latents = torch.load(work / "latents.pt")
@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     _log(work, args.phase, event="start", steps=args.steps, threads=args.threads, machine=platform.processor() or
          platform.machine(), cpus=os.cpu_count(), torch=torch.__version__)
     if args.phase.startswith("export"):
-        from course_utils.emoji_models import export_emoji_ddpm, export_emoji_sd, models_dir
+        from course_utils.models.emoji import export_emoji_ddpm, export_emoji_sd, models_dir
 
         out = Path(args.models_dir) if args.models_dir else models_dir()
         if args.phase == "export":

@@ -23,7 +23,7 @@ def one_thread():
 
 
 def _shipped(name: str):
-    from course_utils.emoji_models import REQUIRED, models_dir
+    from course_utils.models.emoji import REQUIRED, models_dir
 
     folder = models_dir() / name
     missing = [f for f in REQUIRED[name] if not (folder / f).exists()]

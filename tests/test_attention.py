@@ -6,7 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
-from course_utils import architectures as arch
+from course_utils.models import architectures as arch
 from course_utils.attention import (
     CrossAttentionRecorder,
     cross_attention_layers,
@@ -18,7 +18,7 @@ from course_utils.attention import (
     trace_cross_attention,
     word_positions,
 )
-from course_utils.exercises.attention import (
+from course_utils.exercises.lesson06_attention import (
     check_manual_map,
     check_start_token_share,
     check_word_positions,
@@ -35,7 +35,7 @@ def pipe():
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from course_utils.standins import clip_tokenizer
+    from course_utils.models.standins import clip_tokenizer
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
@@ -198,7 +198,7 @@ def test_subword_pieces_are_merged_into_words(traced):
 
 
 def test_prompt_words_handles_punctuation():
-    from course_utils.standins import clip_tokenizer
+    from course_utils.models.standins import clip_tokenizer
 
     words = prompt_words(clip_tokenizer(), "A Kaleidoscope, please!")
     assert [(w.text, w.positions) for w in words] == [("a", (1,)), ("kaleidoscope", (2, 3)), (",", (4,)), ("please", (5,)), ("!", (6,))]

@@ -37,7 +37,7 @@ def test_ratio_interval_brackets_the_true_ratio():
 
 
 def test_both_training_loops_stamp_every_step(one_thread):
-    from course_utils.training_config import TrainingConfig
+    from course_utils.training import TrainingConfig
 
     config = TrainingConfig.smoke(block_out_channels=(8, 16, 16), norm_num_groups=4)
     dataset = bench_training.dataset_for(config.image_size)
@@ -52,7 +52,7 @@ def test_both_training_loops_stamp_every_step(one_thread):
 
 def test_reference_loop_runs_after_the_trainer_chose_another_precision(one_thread):
     """On a bf16 GPU the trainer sets accelerate's shared state to bf16 and the tutorial's loop asks for fp16."""
-    from course_utils.training_config import TrainingConfig
+    from course_utils.training import TrainingConfig
 
     config = TrainingConfig.smoke(block_out_channels=(8, 16, 16), norm_num_groups=4)
     dataset = bench_training.dataset_for(config.image_size)
@@ -85,7 +85,7 @@ def test_pixel_dtype_bench_keeps_one_noise_and_orders_the_precisions(one_thread,
     import torch
     from diffusers import DDPMScheduler, UNet2DModel
 
-    from course_utils.emoji_models import models_dir
+    from course_utils.models.emoji import models_dir
 
     folder = models_dir() / "emoji-ddpm"
     unet, scheduler = UNet2DModel.from_pretrained(folder).eval(), DDPMScheduler.from_pretrained(folder)

@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import course_utils
-from course_utils import models
+from course_utils.models import resolve as models
 from course_utils.course import Course, pick_dtype, pick_mode
-from course_utils.registry import MODELS
+from course_utils.models.registry import MODELS
 
 
 def make_course(tmp_path, mode="smoke", hub_ok=False) -> Course:
@@ -169,7 +169,7 @@ def test_ddpm_cat_fake_snapshot_loads_like_the_real_layout(hub_cache, standin_ro
     """A cached snapshot in the real flat layout loads with the lesson's plain from_pretrained calls."""
     from diffusers import DDPMScheduler, UNet2DModel
 
-    from course_utils.standins import get_standin
+    from course_utils.models.standins import get_standin
 
     built = get_standin(standin_root, MODELS["ddpm-cat"], "tiny")
     snapshot = _fake_cache(hub_cache, "google/ddpm-cat-256", [])

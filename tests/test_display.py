@@ -13,11 +13,11 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from course_utils import training_runs as runs  # noqa: E402
+from course_utils.training import runs  # noqa: E402
 from course_utils.attention import show_word_maps  # noqa: E402
 from course_utils.images import show  # noqa: E402
 from course_utils.noise_schedule import plot_noise_schedule  # noqa: E402
-from course_utils.training_plots import plot_loss, show_samples  # noqa: E402
+from course_utils.training import plot_loss, show_samples  # noqa: E402
 
 
 def picture(seed: int = 0, size: int = 16) -> Image.Image:

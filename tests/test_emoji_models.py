@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from course_utils import emoji_quality as q
-from course_utils.emoji_models import FOR_KIND, load_emoji, used_token_ids, zero_unused_rows
-from course_utils.models import resolve
-from course_utils.registry import MODELS
+from course_utils.models.emoji import FOR_KIND, load_emoji, used_token_ids, zero_unused_rows
+from course_utils.models.resolve import resolve
+from course_utils.models.registry import MODELS
 from course_utils.text_to_image import load_emoji_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,7 +114,7 @@ def test_nearest_distance_is_rms_in_pixel_units():
 
 
 def test_zero_unused_rows_keeps_the_caption_tokens():
-    from course_utils.standins import clip_tokenizer
+    from course_utils.models.standins import clip_tokenizer
     from course_utils.text_to_image import make_text_encoder
 
     tokenizer, encoder = clip_tokenizer(), make_text_encoder()

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from course_utils.images import image_grid, latents_to_pil, load_image, pil_to_tensor, show, tensor_to_pil
-from course_utils.validate import require_multiple_of_8
+from course_utils.checks.values import require_multiple_of_8
 
 
 def random_image(w=40, h=24, seed=0) -> Image.Image:

@@ -22,7 +22,7 @@ from diffusers.utils.torch_utils import randn_tensor  # noqa: E402
 from PIL import Image  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
-from course_utils.exercises.denoising import check_ddim_step, check_ddpm_step, check_noise_overtakes_signal  # noqa: E402
+from course_utils.exercises.lesson01_denoising import check_ddim_step, check_ddpm_step, check_noise_overtakes_signal  # noqa: E402
 from course_utils.images import tensor_to_pil  # noqa: E402
 from course_utils.noise_schedule import plot_noise_schedule  # noqa: E402
 from notebook_code import notebook_cell, notebook_definitions  # noqa: E402

@@ -21,7 +21,7 @@ from diffusers import (
 )
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from course_utils.exercises.stable_diffusion import (
+from course_utils.exercises.lesson02_stable_diffusion import (
     cfg_reference,
     check_cfg,
     check_latent_shape,

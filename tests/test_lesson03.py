@@ -14,9 +14,9 @@ import torch
 from PIL import Image
 
 from course_utils import pipelines as P
-from course_utils.exercises import autopipeline as ex
-from course_utils.registry import model_spec
-from course_utils.standins import get_standin
+from course_utils.exercises import lesson03_autopipeline as ex
+from course_utils.models.registry import model_spec
+from course_utils.models.standins import get_standin
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "03_autopipeline.ipynb"

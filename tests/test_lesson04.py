@@ -9,7 +9,7 @@ from PIL import Image
 from torchvision import transforms
 
 from course_utils.data import load_image_dataset, to_rgb
-from course_utils.exercises.datasets import check_animals, check_preprocess, check_to_pixels
+from course_utils.exercises.lesson04_datasets import check_animals, check_preprocess, check_to_pixels
 
 
 @pytest.fixture(scope="module")

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from diffusers.utils.torch_utils import randn_tensor
 
-from course_utils import architectures as arch
+from course_utils.models import architectures as arch
 from course_utils import text_to_image as t2i
-from course_utils.exercises.text_to_image import check_drop_captions, check_min_snr_weight, check_scaling_factor
-from course_utils.standins import clip_tokenizer
+from course_utils.exercises.lesson07_text_to_image import check_drop_captions, check_min_snr_weight, check_scaling_factor
+from course_utils.models.standins import clip_tokenizer
 from notebook_code import notebook_definitions as _definitions
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "07_text_to_image_from_scratch.ipynb"

@@ -5,7 +5,7 @@ import fnmatch
 
 import pytest
 
-from course_utils.registry import DATASETS, MODELS, dataset_id, model_spec
+from course_utils.models.registry import DATASETS, MODELS, dataset_id, model_spec
 
 from test_hygiene import OUTDATED
 

@@ -17,9 +17,9 @@ from diffusers import (
 )
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from course_utils import architectures as arch
-from course_utils.registry import MODELS
-from course_utils.standins import clip_tokenizer, get_standin
+from course_utils.models import architectures as arch
+from course_utils.models.registry import MODELS
+from course_utils.models.standins import clip_tokenizer, get_standin
 
 
 @pytest.fixture(scope="module")

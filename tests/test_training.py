@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from course_utils import training_runs as runs
+from course_utils.training import runs
 from course_utils.training import (
     TrainingConfig,
     check_training_inputs,
@@ -468,7 +468,7 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path):
 
 # ------------------------------------------------------------------------------------------------- exercises
 def test_exercise_checks_accept_right_answers_and_reject_wrong_ones(capsys):
-    from course_utils.exercises import training as ex
+    from course_utils.exercises import lesson05_training as ex
     from diffusers import DDPMScheduler
 
     scheduler = DDPMScheduler(num_train_timesteps=1000)

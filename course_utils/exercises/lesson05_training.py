@@ -5,7 +5,7 @@ from typing import Callable
 
 import torch
 
-from . import not_attempted, verdict
+from course_utils.exercises import not_attempted, verdict
 
 
 def check_add_noise(fn: Callable | None, noise_scheduler) -> bool:
@@ -33,7 +33,7 @@ def check_add_noise(fn: Callable | None, noise_scheduler) -> bool:
 
 def check_total_steps(answer: int | None, images: int, batch_size: int, accumulation: int, processes: int, epochs: int) -> bool:
     """Pass when `answer` is the number of optimizer steps the trainer takes for this data and settings."""
-    from ..training_config import TrainingConfig
+    from course_utils.training.config import TrainingConfig
 
     if answer is None:
         return not_attempted("the number of optimizer steps")

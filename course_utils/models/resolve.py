@@ -7,9 +7,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from .emoji_models import emoji_model_folder
-from .registry import ModelSpec
-from .standins import get_standin
+from course_utils.models.emoji import emoji_model_folder
+from course_utils.models.registry import ModelSpec
+from course_utils.models.standins import get_standin
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from . import not_attempted, verdict
+from course_utils.exercises import not_attempted, verdict
 
 CFG_SCALES = (0.0, 1.0, 7.5)
 

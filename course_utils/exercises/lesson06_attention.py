@@ -5,12 +5,12 @@ from typing import Sequence
 
 import torch
 
-from . import not_attempted, verdict
+from course_utils.exercises import not_attempted, verdict
 
 
 def check_word_positions(tokenizer, prompt: str, word: str, answer: Sequence[int] | None) -> bool:
     """Pass when `answer` lists the context positions of all BPE pieces of `word` in `prompt`."""
-    from ..attention import word_positions
+    from course_utils.attention import word_positions
 
     if answer is None:
         return not_attempted(f"the token positions of {word!r}")

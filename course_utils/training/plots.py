@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from . import training_runs as runs
+from course_utils.training import runs
 
 
 def _history(run) -> list[dict]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import not_attempted, verdict
+from course_utils.exercises import not_attempted, verdict
 
 
 def check_endpoint() -> bool:

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .validate import require_choice, require_positive_int
+from course_utils.checks.values import require_choice, require_positive_int
 
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 LOGGERS = ("tensorboard", "none")

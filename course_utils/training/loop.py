@@ -19,12 +19,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from . import training_runs as runs
-from .data import make_dataloader
-from .training_config import TrainingConfig, choose_mixed_precision, make_unet
-
-__all__ = ["TrainingConfig", "TrainResult", "make_unet", "train", "diffusion_loss", "random_flips", "step_generator",
-           "check_training_inputs", "sample_images", "choose_mixed_precision"]
+from course_utils.training import runs
+from course_utils.data import make_dataloader
+from course_utils.training.config import TrainingConfig, choose_mixed_precision, make_unet
 
 
 # ----------------------------------------------------------------------------------------------- the training step
@@ -269,7 +266,7 @@ def _save_samples(accelerator, unet, ema, noise_scheduler, config: TrainingConfi
     """Sample a grid with the EMA weights, save it as samples/step-<step>.png and log it to TensorBoard."""
     import numpy as np
 
-    from .images import image_grid
+    from course_utils.images import image_grid
 
     with ema_weights(ema, unet):
         images = sample_images(unet, noise_scheduler, config.eval_batch_size, config.num_inference_steps, config.seed,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-from . import not_attempted, verdict
+from course_utils.exercises import not_attempted, verdict
 
 TASKS = ("text2image", "image2image", "inpainting")
 
@@ -62,7 +62,7 @@ def check_from_pipe(source, answer, scheduler_class: str = "EulerDiscreteSchedul
     if "Img2Img" not in name:
         return verdict(False, "", f"answer is a {name}; an image-to-image pipeline was asked for "
                                   "(AutoPipelineForImage2Image.from_pipe).")
-    from ..pipelines import module_components, shared_components
+    from course_utils.pipelines import module_components, shared_components
 
     shared = shared_components(source, answer)
     copied = [n for n in module_components(source) if n in shared and not shared[n]]
@@ -93,7 +93,7 @@ def check_strength_steps(pipe, num_inference_steps: int, wanted_steps: int, answ
     """Pass when image-to-image with `strength=answer` runs exactly `wanted_steps` of `num_inference_steps` steps."""
     if answer is None:
         return not_attempted(f"a strength that runs {wanted_steps} of {num_inference_steps} steps")
-    from ..pipelines import check_strength
+    from course_utils.pipelines import check_strength
 
     try:
         check_strength(answer)

@@ -8,7 +8,7 @@ import re
 import shutil
 from pathlib import Path
 
-from .training_config import TrainingConfig
+from course_utils.training.config import TrainingConfig
 
 CONFIG_FILE = "training_config.json"
 HISTORY_FILE = "history.json"

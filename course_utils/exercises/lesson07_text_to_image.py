@@ -7,7 +7,7 @@ from typing import Callable
 
 import torch
 
-from . import not_attempted, verdict
+from course_utils.exercises import not_attempted, verdict
 
 DROP_ROWS = 20_000  # captions per dropout test: the dropped share at p = 0.1 is then 0.1 +- 0.008 (4 sigma)
 SNR_TIMESTEPS = (0, 10, 100, 300, 500, 999)
@@ -15,7 +15,7 @@ SNR_TIMESTEPS = (0, 10, 100, 300, 500, 999)
 
 def check_scaling_factor(answer: float | None, means: torch.Tensor, stds: torch.Tensor) -> bool:
     """Pass when `answer` is 1 / the standard deviation of latents sampled from (means, stds), within 1%."""
-    from ..text_to_image import scaling_factor
+    from course_utils.text_to_image import scaling_factor
 
     if answer is None:
         return not_attempted("the scaling factor measured from the latents")
@@ -121,7 +121,7 @@ def _snr_hint(answer: torch.Tensor, snr: torch.Tensor, gamma: float) -> str:
 
 def check_min_snr_weight(fn: Callable | None, noise_scheduler) -> bool:
     """Pass when fn(timesteps, gamma) gives the min-SNR weight min(SNR, gamma) / SNR of each timestep."""
-    from ..text_to_image import min_snr_weight
+    from course_utils.text_to_image import min_snr_weight
 
     what = "the min-SNR weight"
     if fn is None:

@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from . import not_attempted, verdict
+from course_utils.exercises import not_attempted, verdict
 
 ATOL = 1e-5  # fp32 arithmetic done in another order differs by ~1e-7; a wrong formula differs by far more
 CHECK_STEPS = 10  # fewer steps than training, so one step jumps several training timesteps (as in the lesson)
@@ -19,7 +19,7 @@ SHAPE = (1, 3, 8, 8)
 
 def _default_ddpm_config() -> dict:
     """google/ddpm-cat-256's scheduler settings (the checks use them when no scheduler is given)."""
-    from ..architectures import DDPM_SCHEDULER
+    from course_utils.models.architectures import DDPM_SCHEDULER
 
     return dict(DDPM_SCHEDULER)
 

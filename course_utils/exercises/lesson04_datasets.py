@@ -6,7 +6,7 @@ from typing import Any, Callable
 
 from PIL import Image
 
-from . import not_attempted, verdict
+from course_utils.exercises import not_attempted, verdict
 
 ANIMALS = "Animals & Nature"
 
@@ -38,7 +38,7 @@ def check_preprocess(transform: Callable | None, size: int) -> bool:
     """Pass when `transform` turns any PIL image into a (3, size, size) float tensor in [-1, 1] like preprocess(size)."""
     import torch
 
-    from ..data import preprocess
+    from course_utils.data import preprocess
 
     if transform is None:
         return not_attempted("your preprocess transform")

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from .registry import ModelSpec
+from course_utils.models.registry import ModelSpec
 
-from .data import DATA_ROOT
+from course_utils.paths import data_root
 # Which course model stands in for each kind of registry model. The inpainting repo's 9-channel UNet has no emoji
 # twin: StableDiffusionInpaintPipeline also inpaints with a plain 4-channel UNet, by blending the known region back in.
 FOR_KIND = {"ddpm": "emoji-ddpm", "sd": "emoji-sd", "sd-inpaint": "emoji-sd"}
@@ -26,7 +26,7 @@ REQUIRED = {
 
 def models_dir() -> Path:
     """data/models of this repository, or $COURSE_DATA_DIR/models when that is set."""
-    return Path(os.environ.get("COURSE_DATA_DIR", DATA_ROOT)).expanduser() / "models"
+    return data_root() / "models"
 
 
 def emoji_model_folder(spec: ModelSpec) -> Path | None:
@@ -41,7 +41,7 @@ def emoji_model_folder(spec: ModelSpec) -> Path | None:
 # ------------------------------------------------------------------------------------------------------ exporting
 def used_token_ids(tokenizer, captions: list[str]) -> torch.Tensor:
     """Every token id that occurs in the padded captions or the empty prompt: the rows training ever touches."""
-    from .text_to_image import tokenize
+    from course_utils.text_to_image import tokenize
 
     return torch.unique(tokenize(tokenizer, list(captions) + [""]))
 
@@ -75,8 +75,8 @@ def export_emoji_sd(work: Path, out: Path) -> None:
     from diffusers import AutoencoderKL
     from diffusers.training_utils import EMAModel
 
-    from . import text_to_image as t2i
-    from .standins import TOKENIZER_FILES, _write_real_scheduler_config, clip_tokenizer
+    from course_utils import text_to_image as t2i
+    from course_utils.models.standins import TOKENIZER_FILES, _write_real_scheduler_config, clip_tokenizer
 
     vae = AutoencoderKL.from_pretrained(work / ("vae" if (work / "vae").exists() else "vae-stage1"))
     vae.register_to_config(scaling_factor=torch.load(work / "latents.pt")["scaling_factor"])
@@ -136,8 +136,8 @@ def load_emoji(name: str, size: int | None = None):
     """One shipped emoji as an RGB PIL image, by its caption ("red apple"), resized to `size` px if given."""
     from PIL import Image
 
-    from .text_to_image import emoji_metadata
-    from .validate import did_you_mean
+    from course_utils.text_to_image import emoji_metadata
+    from course_utils.checks.values import did_you_mean
 
     train, rows = emoji_metadata()
     by_name = {row["text"]: row["file_name"] for row in rows}

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import torch
 
-from . import architectures as arch
-from .registry import ModelSpec
+from course_utils.paths import ASSETS
+from course_utils.models import architectures as arch
+from course_utils.models.registry import ModelSpec
 
 STANDIN_VERSION = 2
-TOKENIZER_FILES = Path(__file__).parent / "assets" / "clip_tokenizer"
+TOKENIZER_FILES = ASSETS / "clip_tokenizer"
 SIZES = ("tiny", "full")
 
 

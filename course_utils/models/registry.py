@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .validate import did_you_mean
+from course_utils.checks.values import did_you_mean
 
 _SD_FILES = (
     "model_index.json",

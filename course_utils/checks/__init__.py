@@ -1,0 +1,3 @@
+"""Input checks that fail early with a message a learner can act on (what was wrong, what was expected, what to do).
+
+- values: generic checks of one argument (a positive whole number, one of some choices, a multiple of 8)."""
