@@ -9,6 +9,7 @@
     python bench/emoji_quality.py                  # everything (about 2 minutes on one CPU core)
     python bench/emoji_quality.py --prompts 20     # quicker
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,9 +47,11 @@ def bench_vae(images: torch.Tensor) -> None:
     vae = AutoencoderKL.from_pretrained(models_dir() / "emoji-sd", subfolder="vae", dtype=torch.float32)
     means, _ = encode_all(vae, images)
     with torch.no_grad():
-        recon = torch.cat([vae.decode(means[i:i + 128]).sample for i in range(0, len(means), 128)])
-    print(f"VAE: reconstruction PSNR {psnr(recon, images):.1f} dB over {len(images)} emoji at {images.shape[-1]} px; "
-          f"scaling_factor {vae.config.scaling_factor:.4f}")
+        recon = torch.cat([vae.decode(means[i : i + 128]).sample for i in range(0, len(means), 128)])
+    print(
+        f"VAE: reconstruction PSNR {psnr(recon, images):.1f} dB over {len(images)} emoji at {images.shape[-1]} px; "
+        f"scaling_factor {vae.config.scaling_factor:.4f}"
+    )
 
 
 def bench_ddpm(images: torch.Tensor, count: int, steps: int) -> None:
@@ -65,15 +68,19 @@ def bench_ddpm(images: torch.Tensor, count: int, steps: int) -> None:
     for name, unet in (("trained", trained.unet), ("random weights", random_unet)):
         pipe = DDIMPipeline(unet=unet, scheduler=trained.scheduler)
         pipe.set_progress_bar_config(disable=True)
-        samples = pipe(batch_size=count, num_inference_steps=steps, generator=torch.Generator().manual_seed(0),
-                       output_type="pt").images
+        samples = pipe(
+            batch_size=count, num_inference_steps=steps, generator=torch.Generator().manual_seed(0), output_type="pt"
+        ).images
         samples = torch.as_tensor(samples)
         rows[name] = q.nearest_distance(samples.permute(0, 3, 1, 2) if samples.shape[-1] == 3 else samples, references)
-    rows["uniform noise"] = q.nearest_distance(torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(0)),
-                                               references)
+    rows["uniform noise"] = q.nearest_distance(
+        torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(0)), references
+    )
     for name, distances in rows.items():
-        print(f"emoji-ddpm, {name:<15}: RMS distance to the nearest training emoji at 16 px, median "
-              f"{distances.median():.3f} (mean {distances.mean():.3f}) over {count} samples, DDIM {steps} steps")
+        print(
+            f"emoji-ddpm, {name:<15}: RMS distance to the nearest training emoji at 16 px, median "
+            f"{distances.median():.3f} (mean {distances.mean():.3f}) over {count} samples, DDIM {steps} steps"
+        )
 
 
 def main() -> None:

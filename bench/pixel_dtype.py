@@ -11,6 +11,7 @@ layout as google/ddpm-cat-256) from the same starting noise in fp32, fully in bf
 
     python bench/pixel_dtype.py              # 32 samples, 250 DDPM steps (about a minute on one core)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,10 @@ def main() -> None:
         spent = time.perf_counter() - began
         distance = q.nearest_distance(images[name], references).median()
         rms = (images[name] - images["fp32"]).pow(2).mean(dim=(1, 2, 3)).sqrt().median()
-        print(f"{name:<24} median RMS difference from fp32: {rms:.4f}   median nearest-emoji distance: "
-              f"{distance:.3f}   [{spent:.0f} s]")
+        print(
+            f"{name:<24} median RMS difference from fp32: {rms:.4f}   median nearest-emoji distance: "
+            f"{distance:.3f}   [{spent:.0f} s]"
+        )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ eager pipeline. Prints UNet steps per second, seconds per image and the ratios.
     python bench/sampling.py                 # CPU: tiny stand-in (what a CI-class machine can show)
     python bench/sampling.py --size full     # GPU: SD 1.5 architecture at 512 px, 50 steps (random weights offline)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,12 +25,14 @@ def load(size: str, device: str, dtype: torch.dtype):
 
     from diffusers import StableDiffusionPipeline
 
-    from course_utils.models.resolve import from_cache
     from course_utils.models.registry import MODELS
+    from course_utils.models.resolve import from_cache
     from course_utils.models.standins import get_standin
 
     spec = MODELS["sd15"]
-    folder = (from_cache(spec) if size == "full" else None) or get_standin(Path(tempfile.gettempdir()) / "course-bench", spec, size)
+    folder = (from_cache(spec) if size == "full" else None) or get_standin(
+        Path(tempfile.gettempdir()) / "course-bench", spec, size
+    )
     pipe = StableDiffusionPipeline.from_pretrained(folder, safety_checker=None, dtype=dtype).to(device)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -41,7 +44,9 @@ def course_loop(pipe, prompt: str, steps: int, guidance: float, height: int, wid
     from diffusers.utils.torch_utils import randn_tensor
 
     tok, text_encoder, unet, vae, scheduler = pipe.tokenizer, pipe.text_encoder, pipe.unet, pipe.vae, pipe.scheduler
-    ids = tok([""] + [prompt], padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
+    ids = tok(
+        [""] + [prompt], padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
     text_embeddings = text_encoder(ids.to(unet.device), return_dict=False)[0]
     scheduler.set_timesteps(steps, device=unet.device)
     factor = 2 ** (len(vae.config.block_out_channels) - 1)
@@ -72,12 +77,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=["tiny", "full"], default="full" if torch.cuda.is_available() else "tiny")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default 50 full, 20 tiny)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed runs of each side, alternating (default 15 tiny, 5 full)")
-    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=torch.cuda.is_available(),
-                        help="torch.compile the UNet in the fast path (default: on a GPU only; on a CPU it takes minutes)")
-    parser.add_argument("--compile-mode", default="max-autotune" if torch.cuda.is_available() else "default",
-                        help="torch.compile's mode: max-autotune (fastest on a GPU, minutes of autotuning; the default "
-                             "there) or default (quicker to build; the default on a CPU)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="timed runs of each side, alternating (default 15 tiny, 5 full)"
+    )
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=torch.cuda.is_available(),
+        help="torch.compile the UNet in the fast path (default: on a GPU only; on a CPU it takes minutes)",
+    )
+    parser.add_argument(
+        "--compile-mode",
+        default="max-autotune" if torch.cuda.is_available() else "default",
+        help="torch.compile's mode: max-autotune (fastest on a GPU, minutes of autotuning; the default "
+        "there) or default (quicker to build; the default on a CPU)",
+    )
     args = parser.parse_args()
     from transformers.utils import logging as transformers_logging
 
@@ -105,11 +119,18 @@ def main() -> None:
     r = compare(
         lambda: course_loop(pipe, prompt, steps, guidance, px, px, gen()),
         lambda: pipe(prompt, generator=gen(), output_type="pt", **settings),
-        device, repeats=args.repeats,
+        device,
+        repeats=args.repeats,
     )
-    print(f"course loop  {r['candidate_s']:.3f} s/image, median of {args.repeats} ({steps / r['candidate_s']:.1f} UNet steps/s)")
-    print(f"pipeline     {r['reference_s']:.3f} s/image, median of {args.repeats} ({steps / r['reference_s']:.1f} UNet steps/s)")
-    print(f"RATIO loop vs pipeline (pipeline time / loop time): {r['speedup']:.3f}  (90% interval {r['interval'][0]:.3f}-{r['interval'][1]:.3f}; goal: >= 0.98)")
+    print(
+        f"course loop  {r['candidate_s']:.3f} s/image, median of {args.repeats} ({steps / r['candidate_s']:.1f} UNet steps/s)"
+    )
+    print(
+        f"pipeline     {r['reference_s']:.3f} s/image, median of {args.repeats} ({steps / r['reference_s']:.1f} UNet steps/s)"
+    )
+    print(
+        f"RATIO loop vs pipeline (pipeline time / loop time): {r['speedup']:.3f}  (90% interval {r['interval'][0]:.3f}-{r['interval'][1]:.3f}; goal: >= 0.98)"
+    )
 
     # 2. The fast path vs the eager pipeline (fp16 on a GPU, fp32 on the CPU).
     eager = pipe
@@ -117,16 +138,23 @@ def main() -> None:
     fast = fast_path(load(args.size, device, fast_dtype), args.compile_mode if args.compile else None)
     start = time.perf_counter()
     fast(prompt, generator=gen(), output_type="pt", **settings)
-    print(f"fast path warm-up{' (includes torch.compile)' if args.compile else ''}: {time.perf_counter() - start:.1f} s, excluded below")
+    print(
+        f"fast path warm-up{' (includes torch.compile)' if args.compile else ''}: {time.perf_counter() - start:.1f} s, excluded below"
+    )
     r = compare(
         lambda: fast(prompt, generator=gen(), output_type="pt", **settings),
         lambda: eager(prompt, generator=gen(), output_type="pt", **settings),
-        device, repeats=args.repeats,
+        device,
+        repeats=args.repeats,
     )
-    what = f"{str(fast_dtype).replace('torch.', '')} + channels_last + fused QKV + SDPA" + (f" + torch.compile ({args.compile_mode})" if args.compile else "")
+    what = f"{str(fast_dtype).replace('torch.', '')} + channels_last + fused QKV + SDPA" + (
+        f" + torch.compile ({args.compile_mode})" if args.compile else ""
+    )
     print(f"fast path ({what}) {r['candidate_s']:.3f} s/image ({steps / r['candidate_s']:.1f} UNet steps/s)")
     print(f"eager {str(base_dtype).replace('torch.', '')} pipeline {r['reference_s']:.3f} s/image")
-    print(f"RATIO fast path vs eager pipeline: {r['speedup']:.2f}x  (90% interval {r['interval'][0]:.2f}-{r['interval'][1]:.2f}; goal on a GPU at full size: >= 1.8x)")
+    print(
+        f"RATIO fast path vs eager pipeline: {r['speedup']:.2f}x  (90% interval {r['interval'][0]:.2f}-{r['interval'][1]:.2f}; goal on a GPU at full size: >= 1.8x)"
+    )
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ course trainer every logging_steps), so the window holds exactly the work of its
 checkpoint or sample, and on a GPU no queued work left unmeasured. On a CPU, where other processes can stall a step,
 the median step time is printed beside the window's mean.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,8 +57,7 @@ def reference_loop(config, dataset, steps: int) -> list[float]:
     from diffusers.optimization import get_cosine_schedule_with_warmup
     from tqdm.auto import tqdm
 
-    from course_utils.training import collate_images
-    from course_utils.training import make_unet
+    from course_utils.training import collate_images, make_unet
 
     torch.manual_seed(config.seed)
     model = make_unet(config)
@@ -65,8 +65,9 @@ def reference_loop(config, dataset, steps: int) -> list[float]:
     AcceleratorState._reset_state()  # the course trainer ran before with its own precision (bf16 on recent GPUs)
     GradientState._reset_state()
     accelerator = Accelerator(mixed_precision="fp16" if torch.cuda.is_available() else "no")
-    loader = torch.utils.data.DataLoader(dataset, batch_size=config.train_batch_size, shuffle=True,
-                                         collate_fn=collate_images, num_workers=0)
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=config.train_batch_size, shuffle=True, collate_fn=collate_images, num_workers=0
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate)
     lr_scheduler = get_cosine_schedule_with_warmup(optimizer, config.lr_warmup_steps, steps)
     model, optimizer, loader, lr_scheduler = accelerator.prepare(model, optimizer, loader, lr_scheduler)
@@ -76,7 +77,9 @@ def reference_loop(config, dataset, steps: int) -> list[float]:
             stamps.append(time.perf_counter())
             clean = batch["images"]
             noise = torch.randn(clean.shape, device=clean.device)
-            timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (clean.shape[0],), device=clean.device)
+            timesteps = torch.randint(
+                0, noise_scheduler.config.num_train_timesteps, (clean.shape[0],), device=clean.device
+            )
             noisy = noise_scheduler.add_noise(clean, noise, timesteps)
             with accelerator.accumulate(model):
                 noise_pred = model(noisy, timesteps, return_dict=False)[0]
@@ -111,8 +114,17 @@ def course_trainer(config, dataset, steps: int, **switches) -> list[float]:
 
     if config.gradient_accumulation_steps != 1:
         raise ValueError("The stamps count batches: benchmark with gradient_accumulation_steps=1.")
-    run_config = config.replace(max_steps=steps, output_dir=str(folder), checkpointing_steps=steps, save_image_steps=steps,
-                                eval_batch_size=1, num_inference_steps=1, logger="none", random_flip=False, **switches)
+    run_config = config.replace(
+        max_steps=steps,
+        output_dir=str(folder),
+        checkpointing_steps=steps,
+        save_image_steps=steps,
+        eval_batch_size=1,
+        num_inference_steps=1,
+        logger="none",
+        random_flip=False,
+        **switches,
+    )
     loop.step_generator = stamped  # train() looks it up in its own module
     try:
         with quiet():
@@ -130,7 +142,7 @@ def steady(stamps: list[float], synced_every: int) -> tuple[float, float]:
     last = (len(stamps) - 1) // synced_every * synced_every
     if last <= first:
         raise ValueError(f"{len(stamps) - 1} steps leave no window after the {WARMUP}-step warm-up: use more --steps.")
-    window = stamps[first:last + 1]
+    window = stamps[first : last + 1]
     gaps = [b - a for a, b in zip(window, window[1:])]
     return (window[-1] - window[0]) / (last - first), statistics.median(gaps)
 
@@ -154,11 +166,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     on_gpu = torch.cuda.is_available()
     parser.add_argument("--size", choices=["tiny", "full"], default="full" if on_gpu else "tiny")
-    parser.add_argument("--steps", type=int, default=None, help="steps per run, warm-up included (default 70 tiny, 50 full)")
-    parser.add_argument("--repeats", type=int, default=None, help="runs of each loop, alternating (default 5 tiny, 2 full)")
-    parser.add_argument("--variants", action=argparse.BooleanOptionalAction, default=on_gpu,
-                        help="also time the trainer with channels_last, and with channels_last + torch.compile "
-                             "(default: on a GPU; on a CPU compiling takes minutes)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="steps per run, warm-up included (default 70 tiny, 50 full)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="runs of each loop, alternating (default 5 tiny, 2 full)"
+    )
+    parser.add_argument(
+        "--variants",
+        action=argparse.BooleanOptionalAction,
+        default=on_gpu,
+        help="also time the trainer with channels_last, and with channels_last + torch.compile "
+        "(default: on a GPU; on a CPU compiling takes minutes)",
+    )
     parser.add_argument("--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak, for MFU")
     args = parser.parse_args()
     config = TrainingConfig.full() if args.size == "full" else TrainingConfig.smoke()
@@ -170,10 +190,16 @@ def main() -> None:
     if not on_gpu and args.size == "tiny":
         torch.set_num_threads(1)  # the tiny UNet's ops are too small to share; a second thread mostly adds noise
         threads = ", 1 CPU thread"
-    print(f"device {device}{threads}, {args.size} UNet at {config.image_size} px, batch {config.train_batch_size}, {steps} steps "
-          f"per run ({WARMUP} warm-up), {repeats} runs of each, alternating; {len(dataset)} images", flush=True)
-    print("reference: the diffusers tutorial's loop as written (fp16 autocast with a loss scaler on a GPU, no EMA); "
-          "course trainer: its defaults (bf16 where the GPU has it, EMA every step)", flush=True)
+    print(
+        f"device {device}{threads}, {args.size} UNet at {config.image_size} px, batch {config.train_batch_size}, {steps} steps "
+        f"per run ({WARMUP} warm-up), {repeats} runs of each, alternating; {len(dataset)} images",
+        flush=True,
+    )
+    print(
+        "reference: the diffusers tutorial's loop as written (fp16 autocast with a loss scaler on a GPU, no EMA); "
+        "course trainer: its defaults (bf16 where the GPU has it, EMA every step)",
+        flush=True,
+    )
 
     candidates = {"course trainer": {}}
     if args.variants:
@@ -214,9 +240,13 @@ def main() -> None:
             check = f"90% interval {low:.2f}-{high:.2f}; "
         if not on_gpu:
             check += f"median steps: {ref_median / median:.2f}; "
-        print(f"RATIO {name} vs reference (images/s): {ref_mean / mean:.2f}  ({check}goal: >= 1.0 on CPU, >= 2 on a GPU)")
+        print(
+            f"RATIO {name} vs reference (images/s): {ref_mean / mean:.2f}  ({check}goal: >= 1.0 on CPU, >= 2 on a GPU)"
+        )
     if flops:
-        print(f"UNet: {flops / 1e9:.1f} GFLOP per training image (forward + backward); MFU against {peak / 1e12:.0f} TFLOP/s")
+        print(
+            f"UNet: {flops / 1e9:.1f} GFLOP per training image (forward + backward); MFU against {peak / 1e12:.0f} TFLOP/s"
+        )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Measured quality of the course's emoji models, by pixel distance at low resolution: does "red apple" come out
 nearer to the red apple emoji than to the 1,869 others; are DDPM samples nearer to real emoji than noise is; how
 well does the VAE reconstruct. bench/emoji_quality.py prints the figures; tests check them with looser bars."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,7 +15,9 @@ def low_res(images: torch.Tensor, size: int = 16) -> torch.Tensor:
     return F.interpolate(images.float(), size=(size, size), mode="area").flatten(1)
 
 
-def retrieval_ranks(generated: torch.Tensor, references: torch.Tensor, targets: torch.Tensor, size: int = 16) -> torch.Tensor:
+def retrieval_ranks(
+    generated: torch.Tensor, references: torch.Tensor, targets: torch.Tensor, size: int = 16
+) -> torch.Tensor:
     """For each generated image, the rank of its intended reference among all references by pixel distance at
     `size` px: 0 means the intended emoji is the nearest one."""
     distances = torch.cdist(low_res(generated, size), low_res(references, size))  # (n_generated, n_references)
@@ -34,16 +37,23 @@ class Retrieval:
 
     def __str__(self) -> str:
         chance1, chance10 = 1 / self.references, 10 / self.references
-        return (f"top-1 {self.top1:.0%}, top-10 {self.top10:.0%}, median rank {self.median_rank:.0f} of "
-                f"{self.references} ({self.count} prompts; chance: top-1 {chance1:.2%}, top-10 {chance10:.1%}, "
-                f"median rank {self.references / 2:.0f})")
+        return (
+            f"top-1 {self.top1:.0%}, top-10 {self.top10:.0%}, median rank {self.median_rank:.0f} of "
+            f"{self.references} ({self.count} prompts; chance: top-1 {chance1:.2%}, top-10 {chance10:.1%}, "
+            f"median rank {self.references / 2:.0f})"
+        )
 
 
 def summarize(ranks: torch.Tensor, references: int) -> Retrieval:
     """Top-1 and top-10 rates and the median rank (1-based) of 0-based ranks."""
     ranks = ranks.float()
-    return Retrieval(float((ranks < 1).float().mean()), float((ranks < 10).float().mean()),
-                     float(ranks.median() + 1), len(ranks), references)
+    return Retrieval(
+        float((ranks < 1).float().mean()),
+        float((ranks < 10).float().mean()),
+        float(ranks.median() + 1),
+        len(ranks),
+        references,
+    )
 
 
 def nearest_distance(samples: torch.Tensor, references: torch.Tensor, size: int = 16) -> torch.Tensor:
@@ -58,16 +68,31 @@ def pick_captions(count: int, total: int, seed: int = 0) -> torch.Tensor:
 
 
 @torch.no_grad()
-def text_to_image_retrieval(pipe, images: torch.Tensor, captions: list[str], indices: torch.Tensor,
-                            steps: int = 20, guidance_scale: float = 5.0, seed: int = 0, batch: int = 10) -> Retrieval:
+def text_to_image_retrieval(
+    pipe,
+    images: torch.Tensor,
+    captions: list[str],
+    indices: torch.Tensor,
+    steps: int = 20,
+    guidance_scale: float = 5.0,
+    seed: int = 0,
+    batch: int = 10,
+) -> Retrieval:
     """Generate each chosen caption once (seed + its position) and rank the intended emoji among all of `images`
     (N, 3, 64, 64) in [-1, 1]."""
     generated = []
     for start in range(0, len(indices), batch):
-        chunk = indices[start:start + batch].tolist()
+        chunk = indices[start : start + batch].tolist()
         generators = [torch.Generator().manual_seed(seed + start + i) for i in range(len(chunk))]
-        out = pipe([captions[i] for i in chunk], num_inference_steps=steps, guidance_scale=guidance_scale,
-                   generator=generators, height=images.shape[-2], width=images.shape[-1], output_type="pt").images
+        out = pipe(
+            [captions[i] for i in chunk],
+            num_inference_steps=steps,
+            guidance_scale=guidance_scale,
+            generator=generators,
+            height=images.shape[-2],
+            width=images.shape[-1],
+            output_type="pt",
+        ).images
         generated.append(out.cpu())
     ranks = retrieval_ranks(torch.cat(generated), (images + 1) / 2, indices)
     return summarize(ranks, len(images))

@@ -1,11 +1,21 @@
 """What the learner's machine has: library versions, GPU, free disk. Printed by lesson 00."""
+
 from __future__ import annotations
 
 import importlib.metadata
 import shutil
 from pathlib import Path
 
-LIBRARIES = ("torch", "torchvision", "diffusers", "transformers", "accelerate", "datasets", "huggingface_hub", "safetensors")
+LIBRARIES = (
+    "torch",
+    "torchvision",
+    "diffusers",
+    "transformers",
+    "accelerate",
+    "datasets",
+    "huggingface_hub",
+    "safetensors",
+)
 
 
 def versions(names=LIBRARIES) -> dict[str, str]:

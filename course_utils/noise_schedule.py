@@ -1,5 +1,6 @@
 """Plot of a diffusion noise schedule: how much of the clean image (signal) and how much noise a noisy sample holds at
 each timestep. Lesson 01 computes the two curves from `scheduler.alphas_cumprod`; this module only draws them."""
+
 from __future__ import annotations
 
 from typing import Mapping
@@ -13,7 +14,9 @@ def _as_1d(name: str, values) -> torch.Tensor:
     """`values` as a 1-D float tensor, or a ValueError that names the argument."""
     tensor = torch.as_tensor(values, dtype=torch.float64).detach().cpu()
     if tensor.ndim != 1 or tensor.numel() < 2:
-        raise ValueError(f"{name}: expected a 1-D sequence with one value per timestep, got shape {tuple(tensor.shape)}.")
+        raise ValueError(
+            f"{name}: expected a 1-D sequence with one value per timestep, got shape {tuple(tensor.shape)}."
+        )
     return tensor
 
 
@@ -27,7 +30,9 @@ def _timestep_sets(used_timesteps, length: int) -> dict[str, torch.Tensor]:
     for label, values in used_timesteps.items():
         steps = torch.as_tensor(values).long().flatten().cpu()
         if steps.numel() and (steps.min() < 0 or steps.max() >= length):
-            raise ValueError(f"used_timesteps[{label!r}] must lie in 0..{length - 1}, got {int(steps.min())}..{int(steps.max())}.")
+            raise ValueError(
+                f"used_timesteps[{label!r}] must lie in 0..{length - 1}, got {int(steps.min())}..{int(steps.max())}."
+            )
         sets[str(label)] = steps
     return sets
 
@@ -44,7 +49,9 @@ def plot_noise_schedule(signal, noise, used_timesteps=None, title: str = ""):
 
     signal, noise = _as_1d("signal", signal), _as_1d("noise", noise)
     if signal.shape != noise.shape:
-        raise ValueError(f"signal has {signal.numel()} values but noise has {noise.numel()}: pass one value per timestep for both.")
+        raise ValueError(
+            f"signal has {signal.numel()} values but noise has {noise.numel()}: pass one value per timestep for both."
+        )
     sets = _timestep_sets(used_timesteps, signal.numel())
     steps = torch.arange(signal.numel())
     fig, ax = plt.subplots(figsize=(7, 3.6 + 0.25 * len(sets)))
@@ -53,7 +60,9 @@ def plot_noise_schedule(signal, noise, used_timesteps=None, title: str = ""):
     for row, (label, used) in enumerate(sets.items()):
         y = -0.08 * (row + 1)
         color = TICK_COLORS[row % len(TICK_COLORS)]
-        ax.plot(used, torch.full((used.numel(),), y), "|", markersize=9, color=color, label=f"{label}: {used.numel()} steps")
+        ax.plot(
+            used, torch.full((used.numel(),), y), "|", markersize=9, color=color, label=f"{label}: {used.numel()} steps"
+        )
     ax.set_xlabel(f"timestep t (0 = clean image, {signal.numel() - 1} = almost pure noise)")
     ax.set_ylabel("scale")
     ax.set_ylim(-0.08 * (len(sets) + 1), 1.05)

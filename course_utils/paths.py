@@ -1,5 +1,6 @@
 """Where the course's files are: the package's own assets (installed with it), and the repository's data/ folder
 (photos, the emoji dataset, the trained models), which a plain `pip install .` does not copy."""
+
 from __future__ import annotations
 
 import os

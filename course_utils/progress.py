@@ -1,4 +1,5 @@
 """Progress bars: keep the ones that tell the learner how long to wait, hide the ones that only add clutter."""
+
 from __future__ import annotations
 
 

@@ -4,6 +4,7 @@ open-clip-torch wheel ships, so stand-in models get the real CLIP tokenizer with
 Run:  python scripts/build_clip_tokenizer.py      (needs `pip install open-clip-torch`)
 The vocabulary is OpenAI CLIP's (MIT licence); see the LICENSE file written beside it.
 """
+
 from __future__ import annotations
 
 import gzip

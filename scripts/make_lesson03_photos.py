@@ -4,6 +4,7 @@ square, resized to 512 px and saved as JPEG, plus data/images/LICENSES.md record
 scikit-image is needed only here, not by the course:  pip install scikit-image
 Run from the repository root:                          python scripts/make_lesson03_photos.py
 """
+
 from __future__ import annotations
 
 import importlib.metadata
@@ -65,9 +66,7 @@ def main() -> None:
         "# Photos used by lesson 03\n\n"
         f"Taken from the sample data that ships in the scikit-image {version} wheel (`skimage/data/`), whose "
         "documentation gives the licence of each. Regenerate with `python scripts/make_lesson03_photos.py`.\n\n"
-        "| file | shows | author / source | licence | made from |\n|---|---|---|---|---|\n"
-        + "\n".join(rows)
-        + "\n"
+        "| file | shows | author / source | licence | made from |\n|---|---|---|---|---|\n" + "\n".join(rows) + "\n"
     )
 
 

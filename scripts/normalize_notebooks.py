@@ -1,5 +1,6 @@
 """Store notebooks the way the course keeps them: no outputs or execution counts, a plain `python3` kernelspec,
 no editor metadata. Run after editing:  python scripts/normalize_notebooks.py notebooks/*.ipynb"""
+
 from __future__ import annotations
 
 import sys

@@ -5,6 +5,7 @@
 Used by scripts/gpu_check.sh, where only nbclient and ipykernel travel as wheels. Each notebook runs in the
 notebooks/ folder, as in JupyterLab; the executed copy (with outputs) is written to --out. Exit status 1 if any failed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,9 @@ def run(path: Path, out: Path, timeout: int) -> tuple[bool, float, str]:
     from nbclient.exceptions import CellExecutionError, CellTimeoutError
 
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    )
     start = time.perf_counter()
     problem = ""
     try:

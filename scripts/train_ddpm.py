@@ -26,6 +26,7 @@ With N processes and gradient accumulation A, each optimizer step sees N x A x t
 steps per epoch shrinks by N x A, so you may want a larger learning rate or fewer epochs. Results (model, samples/,
 checkpoints/, logs/ for `tensorboard --logdir <output_dir>/logs`) go to --output_dir.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,8 +52,7 @@ def _option(parser: argparse.ArgumentParser, f) -> None:
     if kind == "bool":
         parser.add_argument(name, action=argparse.BooleanOptionalAction, default=None)
     elif kind == "tuple":
-        parser.add_argument(name, nargs="+", default=None,
-                            type=int if f.name == "block_out_channels" else str)
+        parser.add_argument(name, nargs="+", default=None, type=int if f.name == "block_out_channels" else str)
     else:
         parse = _PARSERS[kind.split("|")[0]]
         if "None" in kind:  # e.g. --max_steps none: back to "no limit"
@@ -73,11 +73,18 @@ def _or_none(parse):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Options: --preset, --dataset, --resume, --stop_at_step and one per TrainingConfig field."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--preset", choices=("smoke", "full"), default=None,
-                        help="starting values: 'full' (the 128 px model) or 'smoke' (tiny, CPU); default from COURSE_MODE/hardware")
-    parser.add_argument("--dataset", default=None,
-                        help="'emoji' (shipped), 'flowers', 'butterflies', a hub id or a local imagefolder; default: butterflies "
-                             "in full mode, emoji in smoke mode")
+    parser.add_argument(
+        "--preset",
+        choices=("smoke", "full"),
+        default=None,
+        help="starting values: 'full' (the 128 px model) or 'smoke' (tiny, CPU); default from COURSE_MODE/hardware",
+    )
+    parser.add_argument(
+        "--dataset",
+        default=None,
+        help="'emoji' (shipped), 'flowers', 'butterflies', a hub id or a local imagefolder; default: butterflies "
+        "in full mode, emoji in smoke mode",
+    )
     parser.add_argument("--resume", default=None, help="'latest' or a checkpoint folder")
     parser.add_argument("--stop_at_step", type=int, default=None, help="pause after this step (saves a checkpoint)")
     config_options = parser.add_argument_group("TrainingConfig fields (default: the preset's value)")

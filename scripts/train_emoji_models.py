@@ -12,6 +12,7 @@ cores: `decoder` and `unet` both need only the `vae` phase's output):
 The pixel-space emoji-ddpm is trained by lesson 05's trainer (scripts/train_ddpm.py) and exported by
 `python scripts/train_emoji_models.py export-ddpm`; `make models` runs everything.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -196,8 +197,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="total steps of the phase (a resumed run counts on)")
     parser.add_argument("--save_every", type=int, default=200)
     parser.add_argument("--work_dir", default=str(ROOT / "build" / "emoji-train"))
-    parser.add_argument("--ddpm_run", default=str(ROOT / "build" / "emoji-ddpm-train"),
-                        help="export-ddpm: the output_dir of the scripts/train_ddpm.py run")
+    parser.add_argument(
+        "--ddpm_run",
+        default=str(ROOT / "build" / "emoji-ddpm-train"),
+        help="export-ddpm: the output_dir of the scripts/train_ddpm.py run",
+    )
     parser.add_argument("--models_dir", default=None, help="export: where to save (default: data/models)")
     parser.add_argument("--images", type=int, default=None, help="train on the first N emoji only (quick checks)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (one is fastest on shared cores)")
@@ -205,8 +209,16 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     work = Path(args.work_dir)
     work.mkdir(parents=True, exist_ok=True)
-    _log(work, args.phase, event="start", steps=args.steps, threads=args.threads, machine=platform.processor() or
-         platform.machine(), cpus=os.cpu_count(), torch=torch.__version__)
+    _log(
+        work,
+        args.phase,
+        event="start",
+        steps=args.steps,
+        threads=args.threads,
+        machine=platform.processor() or platform.machine(),
+        cpus=os.cpu_count(),
+        torch=torch.__version__,
+    )
     if args.phase.startswith("export"):
         from course_utils.models.emoji import export_emoji_ddpm, export_emoji_sd, models_dir
 
@@ -218,7 +230,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.steps is None:
         parser.error(f"{args.phase} needs --steps")
-    {"vae": run_vae, "decoder": run_decoder, "unet": run_unet}[args.phase](work, args.steps, args.save_every, args.images)
+    {"vae": run_vae, "decoder": run_decoder, "unet": run_unet}[args.phase](
+        work, args.steps, args.save_every, args.images
+    )
 
 
 if __name__ == "__main__":

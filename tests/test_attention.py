@@ -1,12 +1,12 @@
 """Tests for course_utils.attention (cross-attention heat maps) and lesson 06's exercise checks, on a tiny
 random Stable Diffusion pipeline of the real architecture."""
+
 from __future__ import annotations
 
 import pytest
 import torch
 from PIL import Image
 
-from course_utils.models import architectures as arch
 from course_utils.attention import (
     CrossAttentionRecorder,
     cross_attention_layers,
@@ -24,6 +24,7 @@ from course_utils.exercises.lesson06_attention import (
     check_word_positions,
     start_token_shares,
 )
+from course_utils.models import architectures as arch
 
 PROMPT = "a photo of a corgi wearing sunglasses next to a teacup"
 STEPS = 2
@@ -85,7 +86,11 @@ def test_installs_recorders_on_cross_attention_only_and_restores(pipe):
                 assert proc.original is before[name]  # the SDPA processor still computes the output
             else:
                 assert proc is before[name]  # self-attention keeps SDPA (AttnProcessor2_0), untouched
-    assert sum(isinstance(p, CrossAttentionRecorder) for p in during.values()) == len(cross_attention_layers(pipe.unet)) == 7
+    assert (
+        sum(isinstance(p, CrossAttentionRecorder) for p in during.values())
+        == len(cross_attention_layers(pipe.unet))
+        == 7
+    )
     after = processors(pipe.unet)
     assert after.keys() == before.keys()
     assert all(after[k] is before[k] for k in before)
@@ -140,7 +145,9 @@ def test_one_record_per_layer_and_unet_call(pipe, traced):
 def test_records_are_the_conditional_half_of_the_attention(pipe):
     layer_name, layer = next(iter(cross_attention_layers(pipe.unet).items()))
     inputs = {}
-    hook = layer.register_forward_pre_hook(lambda m, a, k: inputs.update(hs=a[0], enc=k["encoder_hidden_states"]), with_kwargs=True)
+    hook = layer.register_forward_pre_hook(
+        lambda m, a, k: inputs.update(hs=a[0], enc=k["encoder_hidden_states"]), with_kwargs=True
+    )
     try:
         with trace_cross_attention(pipe) as trace:
             generate(pipe, num_inference_steps=1)
@@ -201,7 +208,13 @@ def test_prompt_words_handles_punctuation():
     from course_utils.models.standins import clip_tokenizer
 
     words = prompt_words(clip_tokenizer(), "A Kaleidoscope, please!")
-    assert [(w.text, w.positions) for w in words] == [("a", (1,)), ("kaleidoscope", (2, 3)), (",", (4,)), ("please", (5,)), ("!", (6,))]
+    assert [(w.text, w.positions) for w in words] == [
+        ("a", (1,)),
+        ("kaleidoscope", (2, 3)),
+        (",", (4,)),
+        ("please", (5,)),
+        ("!", (6,)),
+    ]
 
 
 def test_layer_and_step_selection(traced):
@@ -210,7 +223,9 @@ def test_layer_and_step_selection(traced):
     coarse, fine = sizes[(2, 2)], sizes[(8, 8)]
     assert len(trace.select(layers=fine, steps=[0])) == len(fine)
     assert len(trace.select(steps=slice(-1, None))) == 7
-    assert not torch.allclose(trace.word_map(PROMPT, "corgi", layers=coarse), trace.word_map(PROMPT, "corgi", layers=fine))
+    assert not torch.allclose(
+        trace.word_map(PROMPT, "corgi", layers=coarse), trace.word_map(PROMPT, "corgi", layers=fine)
+    )
     assert not torch.allclose(trace.word_map(PROMPT, "corgi", steps=[0]), trace.word_map(PROMPT, "corgi", steps=[-1]))
     one = trace.select(layers=fine[0], steps=[-1])[0]
     expected = torch.nn.functional.interpolate(one.maps[:, 5:6].float(), size=(64, 64), mode="bilinear")[0, 0]

@@ -1,6 +1,7 @@
 """The benchmarks' measuring parts: the steady window between device syncs, the ratio's interval, the step stamps
 both training loops give (a trainer change that skipped the stamp would silently break bench/training.py), and the
 notebook runner scripts/gpu_check.sh uses."""
+
 from __future__ import annotations
 
 import subprocess
@@ -66,8 +67,20 @@ def test_run_notebooks_reports_the_failing_cell(tmp_path):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path = tmp_path / "broken.ipynb"
     nbformat.write(nb, path)
-    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_notebooks.py"), str(path), "--out", str(tmp_path / "out"),
-                           "--timeout", "60"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "run_notebooks.py"),
+            str(path),
+            "--out",
+            str(tmp_path / "out"),
+            "--timeout",
+            "60",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 1
     assert "FAILED" in done.stdout and "ValueError: broken on purpose" in done.stdout
     assert (tmp_path / "out" / "broken.ipynb").exists()

@@ -1,4 +1,5 @@
 """setup() and the Course object: mode, sizes, generators, and where models come from."""
+
 from __future__ import annotations
 
 import json
@@ -9,8 +10,8 @@ import pytest
 import torch
 
 import course_utils
-from course_utils.models import resolve as models
 from course_utils.course import Course, pick_dtype, pick_mode
+from course_utils.models import resolve as models
 from course_utils.models.registry import MODELS
 
 

@@ -1,5 +1,6 @@
 """The drawing helpers show their figure once: they return nothing, so a cell that ends with one of them does not
 draw the figure a second time as the cell's result (which Jupyter does with a returned matplotlib Figure)."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -13,11 +14,14 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from course_utils.training import runs  # noqa: E402
 from course_utils.attention import show_word_maps  # noqa: E402
 from course_utils.images import show  # noqa: E402
 from course_utils.noise_schedule import plot_noise_schedule  # noqa: E402
-from course_utils.training import plot_loss, show_samples  # noqa: E402
+from course_utils.training import (  # noqa: E402
+    plot_loss,
+    runs,  # noqa: E402
+    show_samples,
+)
 
 
 def picture(seed: int = 0, size: int = 16) -> Image.Image:
@@ -48,7 +52,13 @@ CALLS = {
     "show_word_maps": lambda tmp: show_word_maps(picture(2), {"cat": torch.rand(4, 4), "hat": torch.rand(4, 4)}),
 }
 # What each helper draws: (axes holding an image, axes holding lines)
-DRAWN = {"show": (2, 0), "plot_noise_schedule": (0, 1), "plot_loss": (0, 1), "show_samples": (2, 0), "show_word_maps": (3, 0)}
+DRAWN = {
+    "show": (2, 0),
+    "plot_noise_schedule": (0, 1),
+    "plot_loss": (0, 1),
+    "show_samples": (2, 0),
+    "show_word_maps": (3, 0),
+}
 
 
 @pytest.mark.parametrize("name", sorted(CALLS))
@@ -66,10 +76,12 @@ def test_a_cell_ending_with_show_displays_one_picture():
     from nbconvert.preprocessors import ExecutePreprocessor
 
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(
-        "%matplotlib inline\nfrom PIL import Image\nfrom course_utils.images import show\n"
-        "show([Image.new('RGB', (8, 8)), Image.new('RGB', (8, 8), 'red')], titles=['black', 'red'])"
-    )]
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "%matplotlib inline\nfrom PIL import Image\nfrom course_utils.images import show\n"
+            "show([Image.new('RGB', (8, 8)), Image.new('RGB', (8, 8), 'red')], titles=['black', 'red'])"
+        )
+    ]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     ExecutePreprocessor(timeout=120, kernel_name="python3").preprocess(nb)
     pictures = [out for out in nb.cells[0].outputs if "image/png" in out.get("data", {})]

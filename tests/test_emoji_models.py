@@ -1,5 +1,6 @@
 """The course's trained emoji models: smoke mode loads them, they are within the size budget, their quality holds (with
 looser bars than bench/emoji_quality.py reports), and scripts/train_emoji_models.py reproduces and resumes them."""
+
 from __future__ import annotations
 
 import subprocess
@@ -11,8 +12,8 @@ import torch
 
 from course_utils import emoji_quality as q
 from course_utils.models.emoji import FOR_KIND, load_emoji, used_token_ids, zero_unused_rows
-from course_utils.models.resolve import resolve
 from course_utils.models.registry import MODELS
+from course_utils.models.resolve import resolve
 from course_utils.text_to_image import load_emoji_tensors
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,7 +45,9 @@ def test_every_registry_kind_has_a_trained_model():
 
 
 def test_model_folders_are_within_budget(emoji_sd_folder, emoji_ddpm_folder):
-    total = sum(f.stat().st_size for folder in (emoji_sd_folder, emoji_ddpm_folder) for f in folder.rglob("*") if f.is_file())
+    total = sum(
+        f.stat().st_size for folder in (emoji_sd_folder, emoji_ddpm_folder) for f in folder.rglob("*") if f.is_file()
+    )
     assert total / 1e6 <= BUDGET_MB, f"shipped models take {total / 1e6:.1f} MB, budget {BUDGET_MB} MB"
     for weights in list(emoji_sd_folder.rglob("*.safetensors")) + list(emoji_ddpm_folder.rglob("*.safetensors")):
         from safetensors import safe_open
@@ -92,7 +95,9 @@ def test_ddpm_samples_are_nearer_to_emoji_than_random_weights(emoji_ddpm_folder,
     for name, unet in (("trained", trained.unet), ("random", UNet2DModel.from_config(trained.unet.config))):
         pipe = DDIMPipeline(unet=unet, scheduler=trained.scheduler)
         pipe.set_progress_bar_config(disable=True)
-        samples = pipe(batch_size=8, num_inference_steps=20, generator=torch.Generator().manual_seed(0), output_type="np").images
+        samples = pipe(
+            batch_size=8, num_inference_steps=20, generator=torch.Generator().manual_seed(0), output_type="np"
+        ).images
         distances[name] = q.nearest_distance(torch.from_numpy(samples).permute(0, 3, 1, 2), references).median()
     assert distances["trained"] < 0.8 * distances["random"], distances  # bench: 0.206 vs 0.331 (64 samples, 50 steps)
 
@@ -134,16 +139,20 @@ def test_load_emoji_by_name_and_a_helpful_error():
 
 # ----- the training script reproduces and resumes ---------------------------------------------------------------------
 def run_phase(*args: str) -> str:
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_emoji_models.py"), *args],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train_emoji_models.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
 
 
 def test_training_script_runs_every_phase_and_resumes_exactly(tmp_path):
-    from diffusers import StableDiffusionPipeline
-
     import shutil
+
+    from diffusers import StableDiffusionPipeline
 
     straight, split = tmp_path / "straight", tmp_path / "split"
     quick = ("--images", "64", "--save_every", "1")
@@ -157,7 +166,9 @@ def test_training_script_runs_every_phase_and_resumes_exactly(tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(a["extra"]["shadow_params"], b["extra"]["shadow_params"]))
     run_phase("decoder", "--steps", "2", "--work_dir", str(split), *quick)
     run_phase("export", "--work_dir", str(split), "--models_dir", str(tmp_path / "models"))
-    pipe = StableDiffusionPipeline.from_pretrained(tmp_path / "models" / "emoji-sd", dtype=torch.float32, safety_checker=None)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        tmp_path / "models" / "emoji-sd", dtype=torch.float32, safety_checker=None
+    )
     pipe.set_progress_bar_config(disable=True)
     image = pipe("red apple", num_inference_steps=2, height=64, width=64, output_type="pt").images
     assert image.shape == (1, 3, 64, 64)

@@ -1,4 +1,5 @@
 """Notebooks are stored clean, and nothing in the course uses outdated APIs, deleted repos or secrets."""
+
 from __future__ import annotations
 
 import json
@@ -68,9 +69,13 @@ def test_no_outdated_apis(path):
     assert not found, f"{path.name}: " + "; ".join(f"{p!r}: {fix}" for p, fix in found.items())
 
 
-REFERENCED = CODE + DOCS + sorted((ROOT / "scripts").glob("*.py")) + sorted((ROOT / "bench").glob("*.py")) + [
-    p for p in sorted((ROOT / "tests").glob("*.py")) if p.name != "test_hygiene.py"
-]
+REFERENCED = (
+    CODE
+    + DOCS
+    + sorted((ROOT / "scripts").glob("*.py"))
+    + sorted((ROOT / "bench").glob("*.py"))
+    + [p for p in sorted((ROOT / "tests").glob("*.py")) if p.name != "test_hygiene.py"]
+)
 
 
 @pytest.mark.parametrize("path", REFERENCED, ids=lambda p: str(p.relative_to(ROOT)))

@@ -1,4 +1,5 @@
 """Image helpers: exact round trips, the pipeline's own conversion, grids and clear errors."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from course_utils.images import image_grid, latents_to_pil, load_image, pil_to_tensor, show, tensor_to_pil
 from course_utils.checks.values import require_multiple_of_8
+from course_utils.images import image_grid, latents_to_pil, load_image, pil_to_tensor, tensor_to_pil
 
 
 def random_image(w=40, h=24, seed=0) -> Image.Image:
@@ -57,8 +58,6 @@ def test_grid_shapes_and_padding():
         image_grid(images, rows=2, cols=2)
     with pytest.raises(ValueError, match="no images"):
         image_grid([])
-
-
 
 
 def test_load_image_errors(tmp_path):

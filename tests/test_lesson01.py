@@ -1,5 +1,6 @@
 """Lesson 01 (the denoising loop): the course's manual DDPM/DDIM loops give the pipelines' pixels, the exercise checks
 accept right answers and reject wrong ones with the right hint, and the schedule plot draws what it says."""
+
 from __future__ import annotations
 
 import contextlib
@@ -19,13 +20,13 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel  # noqa: E402
 from diffusers.utils.torch_utils import randn_tensor  # noqa: E402
+from notebook_code import notebook_cell, notebook_definitions  # noqa: E402
 from PIL import Image  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from course_utils.exercises.lesson01_denoising import check_ddim_step, check_ddpm_step, check_noise_overtakes_signal  # noqa: E402
 from course_utils.images import tensor_to_pil  # noqa: E402
 from course_utils.noise_schedule import plot_noise_schedule  # noqa: E402
-from notebook_code import notebook_cell, notebook_definitions  # noqa: E402
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_denoising_loop.ipynb"
 STEPS = 20  # what course.steps(50, smoke=20) gives in smoke mode
@@ -52,18 +53,22 @@ def notebook_to_pil():
     return notebook_definitions(NOTEBOOK, "def to_pil(", {"to_pil"}, torch=torch, Image=Image)["to_pil"]
 
 
-def manual_loop(unet: UNet2DModel, scheduler, steps: int, seed: int, edit: tuple[str, str] | None = None) -> torch.Tensor:
+def manual_loop(
+    unet: UNet2DModel, scheduler, steps: int, seed: int, edit: tuple[str, str] | None = None
+) -> torch.Tensor:
     """Run the lesson's DDPM cell (or its DDIM cell, for a DDIMScheduler) with `unet`, `scheduler` and `steps` as its
     globals; `edit` replaces a piece of the cell's source first (to show that the parity check can fail). Pixels in
     [0, 1]."""
     size = unet.config.sample_size
     course = SimpleNamespace(device="cpu", generator=lambda: torch.Generator().manual_seed(seed))
-    namespace = dict(course=course, unet=unet, torch=torch, randn_tensor=randn_tensor,
-                     shape=(1, unet.config.in_channels, size, size))
+    namespace = dict(
+        course=course, unet=unet, torch=torch, randn_tensor=randn_tensor, shape=(1, unet.config.in_channels, size, size)
+    )
     if isinstance(scheduler, DDIMScheduler):
         scheduler.set_timesteps(steps)  # the cell before the loop does this
-        namespace.update(ddim=scheduler, DDIM_STEPS=steps, sync=lambda: None, time=time, tqdm=tqdm,
-                         to_pil=notebook_to_pil())
+        namespace.update(
+            ddim=scheduler, DDIM_STEPS=steps, sync=lambda: None, time=time, tqdm=tqdm, to_pil=notebook_to_pil()
+        )
         marker = 'desc="DDIM"'
     else:
         namespace.update(scheduler=scheduler, DDPM_STEPS=steps)
@@ -112,7 +117,9 @@ def test_ddim_loop_matches_ddim_pipeline(folder, unet):
     pipe = DDIMPipeline.from_pretrained(folder)
     pipe.set_progress_bar_config(disable=True)
     assert isinstance(pipe.scheduler, DDIMScheduler)
-    theirs = pipe(generator=torch.Generator().manual_seed(SEED), num_inference_steps=STEPS, eta=0.0, output_type="pt").images
+    theirs = pipe(
+        generator=torch.Generator().manual_seed(SEED), num_inference_steps=STEPS, eta=0.0, output_type="pt"
+    ).images
     assert max_difference(ours, theirs) <= FP32_TOLERANCE
 
 

@@ -1,6 +1,7 @@
 """Lesson 02: the notebook's Stable Diffusion loop gives StableDiffusionPipeline's pixels (fp32, tiny stand-in, five
 schedulers), the test would notice a missing scale_model_input, and each exercise check accepts a right answer and
 rejects the usual wrong ones with the right hint."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,6 +20,7 @@ from diffusers import (
     UNet2DConditionModel,
     UniPCMultistepScheduler,
 )
+from notebook_code import notebook_cell as _cell
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from course_utils.exercises.lesson02_stable_diffusion import (
@@ -29,7 +31,6 @@ from course_utils.exercises.lesson02_stable_diffusion import (
     encode_texts,
     expected_latent_shape,
 )
-from notebook_code import notebook_cell as _cell
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_stable_diffusion_deconstructed.ipynb"
 PROMPT = "red apple"  # the trained emoji model knows emoji names
@@ -86,8 +87,15 @@ def make_scheduler(sd, name: str):
 def pipeline_pixels(sd, scheduler, seed: int, **kwargs) -> torch.Tensor:
     """StableDiffusionPipeline's image in [0, 1], built from the same parts (no safety checker)."""
     pipe = StableDiffusionPipeline.from_pretrained(
-        sd.folder, vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer, unet=sd.unet,
-        scheduler=scheduler, safety_checker=None, requires_safety_checker=False, dtype=torch.float32,
+        sd.folder,
+        vae=sd.vae,
+        text_encoder=sd.text_encoder,
+        tokenizer=sd.tokenizer,
+        unet=sd.unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        requires_safety_checker=False,
+        dtype=torch.float32,
     )
     pipe.set_progress_bar_config(disable=True)
     return pipe(PROMPT, generator=torch.Generator().manual_seed(seed), output_type="pt", **SETTINGS, **kwargs).images
@@ -103,8 +111,13 @@ def test_notebook_loop_matches_pipeline(sd, loop, name):
 
 def test_notebook_loop_matches_pipeline_with_negative_prompt(sd, loop):
     negative = "blurry, low quality"
-    ours = loop["sd_generate"](PROMPT, make_scheduler(sd, "Euler"), generator=torch.Generator().manual_seed(5),
-                               negative_prompt=negative, **SETTINGS)
+    ours = loop["sd_generate"](
+        PROMPT,
+        make_scheduler(sd, "Euler"),
+        generator=torch.Generator().manual_seed(5),
+        negative_prompt=negative,
+        **SETTINGS,
+    )
     reference = pipeline_pixels(sd, make_scheduler(sd, "Euler"), seed=5, negative_prompt=negative)
     assert (ours - reference).abs().max().item() <= 1e-4
 
@@ -228,7 +241,16 @@ def test_notebook_writes_out_what_it_teaches():
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
     assert notebook.cells[1].source.startswith("import course_utils\n\ncourse = course_utils.setup()")
-    for needed in ("init_noise_sigma", "scale_model_input", "vae.config.scaling_factor", "randn_tensor",
-                   'course.model("sd14")', "subfolder=", "dtype=course.dtype", "set_progress_bar_config(disable=True)",
-                   "safety_checker=None", ".from_config(scheduler.config"):
+    for needed in (
+        "init_noise_sigma",
+        "scale_model_input",
+        "vae.config.scaling_factor",
+        "randn_tensor",
+        'course.model("sd14")',
+        "subfolder=",
+        "dtype=course.dtype",
+        "set_progress_bar_config(disable=True)",
+        "safety_checker=None",
+        ".from_config(scheduler.config",
+    ):
         assert needed in code, needed

@@ -1,5 +1,6 @@
 """Lesson 04's exercise checks accept a correct answer, reject wrong ones with a useful hint, and treat None as
 'not attempted'."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,19 +30,37 @@ def test_check_animals(emoji, capsys):
 
 def test_check_preprocess(capsys):
     size = 32
-    correct = transforms.Compose([transforms.Lambda(to_rgb), transforms.Resize((size, size)), transforms.RandomHorizontalFlip(),
-                                  transforms.ToTensor(), transforms.Normalize([0.5], [0.5])])
+    correct = transforms.Compose(
+        [
+            transforms.Lambda(to_rgb),
+            transforms.Resize((size, size)),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize([0.5], [0.5]),
+        ]
+    )
     assert check_preprocess(None, size) is False
     assert check_preprocess(correct, size) is True
-    no_normalize = transforms.Compose([transforms.Lambda(to_rgb), transforms.Resize((size, size)), transforms.ToTensor()])
+    no_normalize = transforms.Compose(
+        [transforms.Lambda(to_rgb), transforms.Resize((size, size)), transforms.ToTensor()]
+    )
     assert check_preprocess(no_normalize, size) is False and "Normalize" in capsys.readouterr().out
-    no_rgb = transforms.Compose([transforms.Resize((size, size)), transforms.ToTensor(), transforms.Normalize([0.5], [0.5])])
+    no_rgb = transforms.Compose(
+        [transforms.Resize((size, size)), transforms.ToTensor(), transforms.Normalize([0.5], [0.5])]
+    )
     assert check_preprocess(no_rgb, size) is False and "RGB" in capsys.readouterr().out
-    wrong_size = transforms.Compose([transforms.Lambda(to_rgb), transforms.Resize(size), transforms.ToTensor(),
-                                     transforms.Normalize([0.5], [0.5])])
+    wrong_size = transforms.Compose(
+        [transforms.Lambda(to_rgb), transforms.Resize(size), transforms.ToTensor(), transforms.Normalize([0.5], [0.5])]
+    )
     assert check_preprocess(wrong_size, size) is False and f"Resize(({size}, {size}))" in capsys.readouterr().out
-    black_background = transforms.Compose([transforms.Lambda(lambda im: im.convert("RGB")), transforms.Resize((size, size)),
-                                           transforms.ToTensor(), transforms.Normalize([0.5], [0.5])])
+    black_background = transforms.Compose(
+        [
+            transforms.Lambda(lambda im: im.convert("RGB")),
+            transforms.Resize((size, size)),
+            transforms.ToTensor(),
+            transforms.Normalize([0.5], [0.5]),
+        ]
+    )
     assert check_preprocess(black_background, size) is False and "white background" in capsys.readouterr().out
 
 

@@ -1,6 +1,7 @@
 """Lesson 07: the notebook's configs, VAE loss, caption dropout and UNet loss are the training script's
 (course_utils.text_to_image), its guidance loop gives StableDiffusionPipeline's pixels, the helpers do what they say,
 and each exercise check accepts right answers and rejects the usual wrong ones with the right hint."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,12 +10,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 from diffusers.utils.torch_utils import randn_tensor
-
-from course_utils.models import architectures as arch
-from course_utils import text_to_image as t2i
-from course_utils.exercises.lesson07_text_to_image import check_drop_captions, check_min_snr_weight, check_scaling_factor
-from course_utils.models.standins import clip_tokenizer
 from notebook_code import notebook_definitions as _definitions
+
+from course_utils import text_to_image as t2i
+from course_utils.exercises.lesson07_text_to_image import (
+    check_drop_captions,
+    check_min_snr_weight,
+    check_scaling_factor,
+)
+from course_utils.models import architectures as arch
+from course_utils.models.standins import clip_tokenizer
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "07_text_to_image_from_scratch.ipynb"
 CAPTIONS = ["red apple", "rocket", "grinning face", "thumbs up"]
@@ -78,10 +83,12 @@ def test_notebook_loss_is_the_scripts(tokenizer, parts, snr_gamma):
     latents = torch.randn(4, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     ids = t2i.tokenize(tokenizer, CAPTIONS)
     with torch.no_grad():
-        ours = ns["text_to_image_loss"](unet, text_encoder, scheduler, latents, ids, torch.Generator().manual_seed(5),
-                                        snr_gamma=snr_gamma)
-        theirs = t2i.text_to_image_loss(unet, text_encoder, scheduler, latents, ids, torch.Generator().manual_seed(5),
-                                        snr_gamma=snr_gamma)
+        ours = ns["text_to_image_loss"](
+            unet, text_encoder, scheduler, latents, ids, torch.Generator().manual_seed(5), snr_gamma=snr_gamma
+        )
+        theirs = t2i.text_to_image_loss(
+            unet, text_encoder, scheduler, latents, ids, torch.Generator().manual_seed(5), snr_gamma=snr_gamma
+        )
     assert torch.equal(ours, theirs)
 
 
@@ -90,14 +97,29 @@ def test_notebook_guidance_loop_matches_the_pipeline(tokenizer, parts):
     torch.manual_seed(0)
     pipe = t2i.assemble_pipeline(t2i.make_vae().eval(), text_encoder, tokenizer, unet)
     pipe.set_progress_bar_config(disable=True)
-    ns = notebook_definitions("def emoji_generate(", {"emoji_generate"}, torch=torch, randn_tensor=randn_tensor,
-                              pipe=pipe, device="cpu")
+    ns = notebook_definitions(
+        "def emoji_generate(", {"emoji_generate"}, torch=torch, randn_tensor=randn_tensor, pipe=pipe, device="cpu"
+    )
     scheduler = type(pipe.scheduler).from_config(pipe.scheduler.config)
     ours = ns["emoji_generate"]("red apple", scheduler, 4, 5.0, torch.Generator().manual_seed(1))
-    theirs = pipe("red apple", num_inference_steps=4, guidance_scale=5.0, height=64, width=64,
-                  generator=torch.Generator().manual_seed(1), output_type="pt").images
-    weaker = pipe("red apple", num_inference_steps=4, guidance_scale=2.0, height=64, width=64,
-                  generator=torch.Generator().manual_seed(1), output_type="pt").images
+    theirs = pipe(
+        "red apple",
+        num_inference_steps=4,
+        guidance_scale=5.0,
+        height=64,
+        width=64,
+        generator=torch.Generator().manual_seed(1),
+        output_type="pt",
+    ).images
+    weaker = pipe(
+        "red apple",
+        num_inference_steps=4,
+        guidance_scale=2.0,
+        height=64,
+        width=64,
+        generator=torch.Generator().manual_seed(1),
+        output_type="pt",
+    ).images
     assert ours.shape == theirs.shape == (1, 3, 64, 64)
     assert (ours - theirs).abs().max().item() == 0.0
     assert (ours - weaker).abs().max().item() > 1e-4  # the guidance scale changes the pixels: the parity is not vacuous
@@ -226,8 +248,13 @@ def test_check_drop_captions(capsys):
     assert check_drop_captions(t2i.drop_captions) is True and "✅" in capsys.readouterr().out
     assert check_drop_captions(bernoulli) is True
     capsys.readouterr()
-    wrong = {keeps_with_p: "probability p", one_coin: "one random number per caption", zeros: "not by zeros",
-             global_rng: "same generator seed", crashes: "IndexError"}
+    wrong = {
+        keeps_with_p: "probability p",
+        one_coin: "one random number per caption",
+        zeros: "not by zeros",
+        global_rng: "same generator seed",
+        crashes: "IndexError",
+    }
     for fn, hint in wrong.items():
         assert check_drop_captions(fn) is False, fn.__name__
         out = capsys.readouterr().out
@@ -254,8 +281,13 @@ def test_check_min_snr_weight(parts, capsys):
 
     assert check_min_snr_weight(None, scheduler) is False and "Not attempted" in capsys.readouterr().out
     assert check_min_snr_weight(right, scheduler) is True and "✅" in capsys.readouterr().out
-    wrong = {no_division: "divide it by SNR", no_min: "without the min", square_root: "square root",
-             lambda t, g: torch.ones(3): "one weight per timestep", lambda t, g: 1 / 0: "ZeroDivisionError"}
+    wrong = {
+        no_division: "divide it by SNR",
+        no_min: "without the min",
+        square_root: "square root",
+        lambda t, g: torch.ones(3): "one weight per timestep",
+        lambda t, g: 1 / 0: "ZeroDivisionError",
+    }
     for fn, hint in wrong.items():
         assert check_min_snr_weight(fn, scheduler) is False
         out = capsys.readouterr().out

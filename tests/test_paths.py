@@ -1,5 +1,6 @@
 """The package finds its own assets wherever it is installed, and the repository's data/ through COURSE_DATA_DIR or
 the checkout; when neither has it, the error says where the course looked and what to do."""
+
 from __future__ import annotations
 
 import os
@@ -28,9 +29,24 @@ def test_data_root_is_the_checkout_or_course_data_dir(tmp_path, monkeypatch):
 def installed(tmp_path_factory) -> Path:
     """course_utils installed the way `pip install .` does it (a built wheel, not a link to the checkout)."""
     target = tmp_path_factory.mktemp("site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--disable-pip-version-check", "--target", str(target), str(ROOT)], check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
     assert (target / "course_utils" / "assets" / "clip_tokenizer").is_dir()
     return target
 
@@ -39,14 +55,22 @@ def run_installed(installed: Path, code: str, **env: str) -> subprocess.Complete
     environ = {k: v for k, v in os.environ.items() if k not in ("COURSE_DATA_DIR", "PYTHONPATH")}
     environ.update(PYTHONPATH=str(installed), PYTHONNOUSERSITE="1", **env)
     libraries = [p for p in sys.path if p.endswith("site-packages")]  # the venv's libraries, not the checkout
-    return subprocess.run([sys.executable, "-S", "-c", f"import sys; sys.path.extend({libraries!r}); {code}"],
-                          cwd=installed, env=environ, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-S", "-c", f"import sys; sys.path.extend({libraries!r}); {code}"],
+        cwd=installed,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_a_non_editable_install_finds_its_assets_and_says_where_the_data_is(installed):
-    code = ("import course_utils; print(course_utils.__file__); "
-            "from course_utils.models.standins import clip_tokenizer; print(clip_tokenizer()('a photo of').input_ids); "
-            "from course_utils.data import offline_dataset_dir; offline_dataset_dir()")
+    code = (
+        "import course_utils; print(course_utils.__file__); "
+        "from course_utils.models.standins import clip_tokenizer; print(clip_tokenizer()('a photo of').input_ids); "
+        "from course_utils.data import offline_dataset_dir; offline_dataset_dir()"
+    )
     done = run_installed(installed, code)
     assert str(installed) in done.stdout, done.stdout + done.stderr  # the installed copy, not the checkout
     assert "[49406, 320, 1125, 539, 49407]" in done.stdout, done.stderr

@@ -1,13 +1,13 @@
 """The registry holds current ids only, and unknown names get a helpful error."""
+
 from __future__ import annotations
 
 import fnmatch
 
 import pytest
+from test_hygiene import OUTDATED
 
 from course_utils.models.registry import DATASETS, MODELS, dataset_id, model_spec
-
-from test_hygiene import OUTDATED
 
 
 def test_registry_has_the_lessons_model_and_dataset_ids():

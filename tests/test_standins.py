@@ -1,4 +1,5 @@
 """Stand-ins load with plain diffusers/transformers from_pretrained and keep the real shape contracts."""
+
 from __future__ import annotations
 
 import json

@@ -1,6 +1,7 @@
 """Tests of lesson 05's trainer: config presets and checks, mixed-precision choice, checkpoints, exact resume (also
 after Ctrl-C), sampling that leaves training untouched, the saved model loading like lesson 01's, clear errors on
 bad input, the exercise checks, and a short CPU run on the shipped dataset whose loss falls."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,6 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from course_utils.training import runs
 from course_utils.training import (
     TrainingConfig,
     check_training_inputs,
@@ -21,6 +21,7 @@ from course_utils.training import (
     diffusion_loss,
     make_unet,
     random_flips,
+    runs,
     step_generator,
     train,
 )
@@ -39,7 +40,9 @@ def shapes(count: int, size: int = 16, seed: int = 0) -> list[Image.Image]:
         x, y = (int(v) for v in rng.integers(0, size // 2, 2))
         r = int(rng.integers(size // 4, size // 2))
         draw = ImageDraw.Draw(image)
-        (draw.ellipse if i % 2 else draw.rectangle)([x, y, x + r, y + r], fill=tuple(int(c) for c in rng.integers(0, 110, 3)))
+        (draw.ellipse if i % 2 else draw.rectangle)(
+            [x, y, x + r, y + r], fill=tuple(int(c) for c in rng.integers(0, 110, 3))
+        )
         images.append(image)
     return images
 
@@ -64,11 +67,24 @@ class ShapeImages(torch.utils.data.Dataset):
 def tiny_config(tmp_path: Path, **changes) -> TrainingConfig:
     """A 16 px UNet with a few thousand weights: each step takes milliseconds, so resume tests stay fast."""
     settings = dict(
-        image_size=16, block_out_channels=(8, 16), down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"), layers_per_block=1, norm_num_groups=4,
-        train_batch_size=4, max_steps=6, learning_rate=1e-3, lr_warmup_steps=2, eval_batch_size=2,
-        num_inference_steps=2, save_image_steps=1000, checkpointing_steps=1000, checkpoints_total_limit=2,
-        logger="none", output_dir=str(tmp_path / "run"), ema_power=0.75,
+        image_size=16,
+        block_out_channels=(8, 16),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=4,
+        train_batch_size=4,
+        max_steps=6,
+        learning_rate=1e-3,
+        lr_warmup_steps=2,
+        eval_batch_size=2,
+        num_inference_steps=2,
+        save_image_steps=1000,
+        checkpointing_steps=1000,
+        checkpoints_total_limit=2,
+        logger="none",
+        output_dir=str(tmp_path / "run"),
+        ema_power=0.75,
     )
     return TrainingConfig(**{**settings, **changes})
 
@@ -290,8 +306,10 @@ def test_torch_compile_compiles_the_unet_in_place(tmp_path, one_thread, monkeypa
     monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: compiled.append(type(self).__name__))
     result = train(tiny_config(tmp_path, torch_compile=True, max_steps=2), ShapeImages(8))
     assert compiled == ["UNet2DModel"] and result.finished
-    assert UNet2DModel.from_pretrained(result.model_dir).state_dict().keys() == make_unet(
-        tiny_config(tmp_path)).state_dict().keys()  # no "_orig_mod." prefix in what is saved
+    assert (
+        UNet2DModel.from_pretrained(result.model_dir).state_dict().keys()
+        == make_unet(tiny_config(tmp_path)).state_dict().keys()
+    )  # no "_orig_mod." prefix in what is saved
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="compiling on a CPU takes minutes; tier 3 (a GPU) runs it")
@@ -380,13 +398,44 @@ def test_the_script_parses_every_config_field_and_trains(tmp_path, monkeypatch):
     spec = importlib.util.spec_from_file_location("train_ddpm", ROOT / "scripts" / "train_ddpm.py")
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
-    args = script.parse_args(["--learning_rate", "3e-4", "--no-use_ema", "--block_out_channels", "16", "32", "32",
-                              "--max_steps", "none", "--num_epochs", "2"])
+    args = script.parse_args(
+        [
+            "--learning_rate",
+            "3e-4",
+            "--no-use_ema",
+            "--block_out_channels",
+            "16",
+            "32",
+            "32",
+            "--max_steps",
+            "none",
+            "--num_epochs",
+            "2",
+        ]
+    )
     config = script.config_from_args(args, "smoke")
     assert config == TrainingConfig.smoke(learning_rate=3e-4, use_ema=False, max_steps=None, num_epochs=2)
     monkeypatch.chdir(tmp_path)
-    code = script.main(["--preset", "smoke", "--dataset", "emoji", "--max_steps", "2", "--train_batch_size", "2",
-                        "--logger", "none", "--output_dir", "run", "--eval_batch_size", "1", "--num_inference_steps", "1"])
+    code = script.main(
+        [
+            "--preset",
+            "smoke",
+            "--dataset",
+            "emoji",
+            "--max_steps",
+            "2",
+            "--train_batch_size",
+            "2",
+            "--logger",
+            "none",
+            "--output_dir",
+            "run",
+            "--eval_batch_size",
+            "1",
+            "--num_inference_steps",
+            "1",
+        ]
+    )
     assert code == 0 and (tmp_path / "run" / "model_index.json").exists()
 
 
@@ -397,9 +446,30 @@ def test_two_processes_train_together(tmp_path):
     import sys
 
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", str(ROOT / "scripts" / "train_ddpm.py"),
-               "--preset", "smoke", "--dataset", "emoji", "--max_steps", "2", "--train_batch_size", "2", "--logger", "none",
-               "--output_dir", str(tmp_path / "run"), "--eval_batch_size", "1", "--num_inference_steps", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        str(ROOT / "scripts" / "train_ddpm.py"),
+        "--preset",
+        "smoke",
+        "--dataset",
+        "emoji",
+        "--max_steps",
+        "2",
+        "--train_batch_size",
+        "2",
+        "--logger",
+        "none",
+        "--output_dir",
+        str(tmp_path / "run"),
+        "--eval_batch_size",
+        "1",
+        "--num_inference_steps",
+        "1",
+    ]
     done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "4 images per step, on 2 x cpu" in done.stdout
@@ -417,10 +487,14 @@ def test_a_datasets_imagefolder_with_a_transform_trains(tmp_path):
     folder.mkdir()
     for i, image in enumerate(shapes(6, size=24)):
         image.save(folder / f"{i}.png")
-    (folder / "metadata.jsonl").write_text("".join(json.dumps({"file_name": f"{i}.png", "text": f"shape {i}"}) + "\n" for i in range(6)))
+    (folder / "metadata.jsonl").write_text(
+        "".join(json.dumps({"file_name": f"{i}.png", "text": f"shape {i}"}) + "\n" for i in range(6))
+    )
     dataset = load_dataset("imagefolder", data_dir=str(folder), split="train")
     prep = transforms.Compose([transforms.Resize(16), transforms.ToTensor(), transforms.Normalize([0.5], [0.5])])
-    dataset.set_transform(lambda batch: {"images": [prep(im.convert("RGB")) for im in batch["image"]], "text": batch["text"]})
+    dataset.set_transform(
+        lambda batch: {"images": [prep(im.convert("RGB")) for im in batch["image"]], "text": batch["text"]}
+    )
     result = train(tiny_config(tmp_path, max_steps=2, train_batch_size=3), dataset)
     assert result.finished and all(np.isfinite(result.losses))
 
@@ -452,7 +526,9 @@ def test_unnormalised_or_raw_items_are_refused(tmp_path):
 def test_an_output_folder_holding_another_run_is_refused(tmp_path):
     config = tiny_config(tmp_path, max_steps=1)
     train(config, ShapeImages(4))
-    with pytest.raises(FileExistsError, match="already holds a training run.*resume='latest'.*overwrite_output_dir=True"):
+    with pytest.raises(
+        FileExistsError, match="already holds a training run.*resume='latest'.*overwrite_output_dir=True"
+    ):
         train(config, ShapeImages(4))
     train(config.replace(overwrite_output_dir=True), ShapeImages(4))  # starting over is one flag away
     with pytest.raises(ValueError, match=r"learning_rate: 0.001 -> 0.01"):
@@ -468,8 +544,9 @@ def test_resume_without_a_checkpoint_is_refused(tmp_path):
 
 # ------------------------------------------------------------------------------------------------- exercises
 def test_exercise_checks_accept_right_answers_and_reject_wrong_ones(capsys):
-    from course_utils.exercises import lesson05_training as ex
     from diffusers import DDPMScheduler
+
+    from course_utils.exercises import lesson05_training as ex
 
     scheduler = DDPMScheduler(num_train_timesteps=1000)
 
@@ -509,8 +586,16 @@ def test_tiny_model_learns_on_the_shipped_dataset(tmp_path):
     measured 0.86 -> 0.37)."""
     data = pytest.importorskip("course_utils.data")
     dataset = data.with_transform(data.load_image_dataset("emoji", hub_ok=False), 32, flip=False)
-    config = TrainingConfig.smoke(output_dir=str(tmp_path / "run"), max_steps=30, logger="none", use_ema=False,
-                                  save_image_steps=1000, checkpointing_steps=1000, eval_batch_size=1, num_inference_steps=1)
+    config = TrainingConfig.smoke(
+        output_dir=str(tmp_path / "run"),
+        max_steps=30,
+        logger="none",
+        use_ema=False,
+        save_image_steps=1000,
+        checkpointing_steps=1000,
+        eval_batch_size=1,
+        num_inference_steps=1,
+    )
     result = train(config, dataset)
     first, last = np.mean(result.losses[:10]), np.mean(result.losses[-10:])
     assert last < 0.75 * first, f"loss did not fall: first 10 steps {first:.3f}, last 10 steps {last:.3f}"

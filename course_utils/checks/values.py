@@ -1,4 +1,5 @@
 """Input checks that fail with a message a learner can act on: what was wrong, what was expected, what to do."""
+
 from __future__ import annotations
 
 import difflib
@@ -26,8 +27,11 @@ def require_multiple_of_8(height: int, width: int) -> tuple[int, int]:
     """Check an image size for latent diffusion: the VAE shrinks each side by 8, so both must divide by 8."""
     bad = [f"{n}={v}" for n, v in (("height", height), ("width", width)) if int(v) <= 0 or int(v) % 8]
     if bad:
-        fix = ", ".join(f"{n}={max(8, int(int(v) / 8 + 0.5) * 8)}" for n, v in (("height", height), ("width", width))
-                        if int(v) <= 0 or int(v) % 8)
+        fix = ", ".join(
+            f"{n}={max(8, int(int(v) / 8 + 0.5) * 8)}"
+            for n, v in (("height", height), ("width", width))
+            if int(v) <= 0 or int(v) % 8
+        )
         raise ValueError(
             f"{' and '.join(bad)}: height and width must be positive multiples of 8, because the VAE "
             f"turns every 8x8 block of pixels into one latent. Try {fix}."

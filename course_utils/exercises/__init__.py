@@ -1,5 +1,6 @@
 """Checks for the lessons' exercises. Each check prints a verdict and returns True or False; it never raises on a
 wrong answer (so a half-done notebook still runs top to bottom), and an answer left as None is 'not attempted'."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """Checks for lesson 00's exercises."""
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 Each check compares the learner's answer with what diffusers itself computes (`DDPMScheduler.step`,
 `DDIMScheduler.step`, `alphas_cumprod`), prints a verdict and, when the answer is wrong, the largest difference and the
 most likely cause. A check never raises on a wrong answer; an answer left as None counts as not attempted."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,7 +40,9 @@ def _guarded(scheduler):
     """The same scheduler, but calling its `.step` raises: the exercise is to write the step yourself."""
 
     def step(*args, **kwargs):
-        raise RuntimeError("scheduler.step is switched off in this exercise: compute the step from the formulas yourself.")
+        raise RuntimeError(
+            "scheduler.step is switched off in this exercise: compute the step from the formulas yourself."
+        )
 
     scheduler.step = step
     return scheduler
@@ -83,7 +86,9 @@ def _explain(answer: torch.Tensor, variants: dict[str, torch.Tensor], mistakes: 
         candidate = variants.get(mistake.name)
         if candidate is not None and (answer.detach().float().cpu() - candidate).abs().max().item() <= ATOL:
             return "Likely cause: " + mistake.hint
-    return "Compare term by term with the formulas above: the predicted clean image x̂0, the coefficients, then the noise."
+    return (
+        "Compare term by term with the formulas above: the predicted clean image x̂0, the coefficients, then the noise."
+    )
 
 
 def _run_cases(fn: Callable, kind: str, what: str, scheduler, mistakes: list[_Mistake]) -> bool:
@@ -103,10 +108,16 @@ def _run_cases(fn: Callable, kind: str, what: str, scheduler, mistakes: list[_Mi
             return not_attempted(f"{what} (it returned None)")
         problem = _first_difference(answer, expected, f"{what} at t={int(t)}")
         if problem is not None:
-            hint = _explain(answer, variants, mistakes) if isinstance(answer, torch.Tensor) and answer.shape == expected.shape else ""
+            hint = (
+                _explain(answer, variants, mistakes)
+                if isinstance(answer, torch.Tensor) and answer.shape == expected.shape
+                else ""
+            )
             return verdict(False, "", f"{problem} {hint}".strip())
     steps = ", ".join(str(int(t)) for t in _case_timesteps(reference))
-    return verdict(True, f"{what} matches diffusers at t = {steps} (first, middle and last of {CHECK_STEPS} steps).", "")
+    return verdict(
+        True, f"{what} matches diffusers at t = {steps} (first, middle and last of {CHECK_STEPS} steps).", ""
+    )
 
 
 # ----- DDPM ---------------------------------------------------------------------------------------------------------
@@ -143,14 +154,19 @@ def _ddpm_variants(scheduler, model_output, t, sample, noise) -> dict[str, torch
 
 DDPM_MISTAKES = [
     _Mistake("no_noise", "no fresh noise was added. For t > 0 DDPM samples x_{t-1} = mean + sqrt(variance) * noise."),
-    _Mistake("noise_at_last_step", "noise was added at the last step. When prev_t < 0 (going to the clean image) DDPM adds none."),
+    _Mistake(
+        "noise_at_last_step",
+        "noise was added at the last step. When prev_t < 0 (going to the clean image) DDPM adds none.",
+    ),
     _Mistake("no_clip", "x̂0 was not clipped. The scheduler clamps it to [-1, 1] because config.clip_sample is True."),
     _Mistake(
         "beta_of_one_training_step",
         "β was read as scheduler.betas[t], the β of a single training step. Here one step jumps from t to "
         "prev_t = scheduler.previous_timestep(t), so use β = 1 − ᾱ_t / ᾱ_prev.",
     ),
-    _Mistake("variance_not_std", "the noise was scaled by the variance. Scale it by the standard deviation, sqrt(variance)."),
+    _Mistake(
+        "variance_not_std", "the noise was scaled by the variance. Scale it by the standard deviation, sqrt(variance)."
+    ),
 ]
 
 
@@ -161,7 +177,9 @@ def _reference_step(kind: str, scheduler, model_output, t, sample, seed):
     if kind == "ddpm":
         expected = scheduler.step(model_output, t, sample, generator=torch.Generator().manual_seed(seed)).prev_sample
         # DDPMScheduler.step draws its noise with randn_tensor from the generator: the same draw, made again here.
-        noise = randn_tensor(model_output.shape, generator=torch.Generator().manual_seed(seed), dtype=model_output.dtype)
+        noise = randn_tensor(
+            model_output.shape, generator=torch.Generator().manual_seed(seed), dtype=model_output.dtype
+        )
         variants = _ddpm_variants(scheduler, model_output, t, sample, noise)
     else:
         expected = scheduler.step(model_output, t, sample, eta=0.0).prev_sample

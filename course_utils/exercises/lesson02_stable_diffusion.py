@@ -1,5 +1,6 @@
 """Checks for lesson 02's exercises: the shape of the starting latents, the text embeddings for classifier-free
 guidance, and the guidance formula. Each prints what differs and returns True or False."""
+
 from __future__ import annotations
 
 from typing import Callable, Sequence
@@ -37,13 +38,16 @@ def _latent_shape_hint(given: tuple, expected: tuple, height: int, width: int, f
     if len(given) != 4:
         return f"latents have 4 dimensions (batch, channels, height, width); yours has {len(given)}"
     if given[0] == 2 * batch and given[1:] == expected[1:]:
-        return ("the batch is doubled: the starting latents hold one sample per image; classifier-free guidance "
-                "doubles them only inside the loop, with torch.cat([latents] * 2)")
+        return (
+            "the batch is doubled: the starting latents hold one sample per image; classifier-free guidance "
+            "doubles them only inside the loop, with torch.cat([latents] * 2)"
+        )
     if given[0] != batch:
         return f"the batch should be {batch}, one latent per image"
     if given[1] != channels:
-        return (f"latents have unet.config.in_channels = {channels} channels, not {given[1]}"
-                + (" (3 is for RGB pixels, but the UNet works in latent space)" if given[1] == 3 else ""))
+        return f"latents have unet.config.in_channels = {channels} channels, not {given[1]}" + (
+            " (3 is for RGB pixels, but the UNet works in latent space)" if given[1] == 3 else ""
+        )
     if given[2:] == (height, width):
         return f"height and width must be divided by the VAE's scale factor ({factor}): the UNet works on latents"
     if given[2:] == (w, h) and h != w:
@@ -59,7 +63,9 @@ def check_latent_shape(answer, unet, vae, height: int, width: int, batch_size: i
     given = _as_shape(answer)
     expected = expected_latent_shape(unet, vae, height, width, batch_size)
     if given is None:
-        return verdict(False, "", f"expected a shape such as a tuple of 4 ints (or a tensor), got {type(answer).__name__}.")
+        return verdict(
+            False, "", f"expected a shape such as a tuple of 4 ints (or a tensor), got {type(answer).__name__}."
+        )
     if given == expected:
         return verdict(True, f"{what} is {expected}.", "")
     hint = _latent_shape_hint(given, expected, height, width, vae_scale_factor(vae))
@@ -87,16 +93,22 @@ def _embedding_hint(answer: torch.Tensor, tokenizer, text_encoder, prompts: list
     cond = encode_texts(tokenizer, text_encoder, prompts)
     uncond = encode_texts(tokenizer, text_encoder, negatives)
     if _close(answer, torch.cat([cond, uncond])):
-        return ("the halves are swapped: the unconditional (negative) embeddings come first, because the loop "
-                "splits the UNet's output with noise_pred.chunk(2) into (uncond, text)")
+        return (
+            "the halves are swapped: the unconditional (negative) embeddings come first, because the loop "
+            "splits the UNet's output with noise_pred.chunk(2) into (uncond, text)"
+        )
     if batch > 1 and _close(answer, torch.stack([uncond, cond], dim=1).flatten(0, 1)):
-        return ("the rows are interleaved (neg 1, prompt 1, neg 2, ...): chunk(2) splits the batch into a first and "
-                "a second half, so put all negative rows first, then all prompt rows: torch.cat([uncond, cond])")
+        return (
+            "the rows are interleaved (neg 1, prompt 1, neg 2, ...): chunk(2) splits the batch into a first and "
+            "a second half, so put all negative rows first, then all prompt rows: torch.cat([uncond, cond])"
+        )
     if any(negatives) and _close(answer, torch.cat([encode_texts(tokenizer, text_encoder, [""] * batch), cond])):
-        return "the first half encodes the empty prompt \"\": with a negative prompt, encode the negative prompt(s) there"
+        return 'the first half encodes the empty prompt "": with a negative prompt, encode the negative prompt(s) there'
     difference = (answer.float().cpu() - torch.cat([uncond, cond]).float().cpu()).abs().max().item()
-    return (f"the values differ (max difference {difference:.3g}): tokenize with padding=\"max_length\", "
-            "max_length=tokenizer.model_max_length, truncation=True, and take text_encoder(ids)[0]")
+    return (
+        f'the values differ (max difference {difference:.3g}): tokenize with padding="max_length", '
+        "max_length=tokenizer.model_max_length, truncation=True, and take text_encoder(ids)[0]"
+    )
 
 
 def check_text_embeddings(
@@ -117,17 +129,35 @@ def check_text_embeddings(
         return verdict(False, "", f"expected a torch.Tensor, got {type(answer).__name__}.")
     rows, tokens, hidden = 2 * len(prompts), tokenizer.model_max_length, text_encoder.config.hidden_size
     if answer.ndim != 3:
-        return verdict(False, "", f"expected 3 dimensions (rows, tokens, hidden) = ({rows}, {tokens}, {hidden}), got shape {tuple(answer.shape)}.")
+        return verdict(
+            False,
+            "",
+            f"expected 3 dimensions (rows, tokens, hidden) = ({rows}, {tokens}, {hidden}), got shape {tuple(answer.shape)}.",
+        )
     if answer.shape[1] != tokens:
-        return verdict(False, "", f"{answer.shape[1]} tokens per row instead of {tokens}: pad every text with "
-                       "padding=\"max_length\", max_length=tokenizer.model_max_length.")
+        return verdict(
+            False,
+            "",
+            f"{answer.shape[1]} tokens per row instead of {tokens}: pad every text with "
+            'padding="max_length", max_length=tokenizer.model_max_length.',
+        )
     if answer.shape[2] != hidden:
-        return verdict(False, "", f"hidden size {answer.shape[2]} instead of {hidden}: use text_encoder(ids)[0], the "
-                       "last hidden state (one vector per token), not the pooled output.")
+        return verdict(
+            False,
+            "",
+            f"hidden size {answer.shape[2]} instead of {hidden}: use text_encoder(ids)[0], the "
+            "last hidden state (one vector per token), not the pooled output.",
+        )
     if answer.shape[0] != rows:
-        return verdict(False, "", f"{answer.shape[0]} rows instead of {rows}: one unconditional and one conditional "
-                       f"row per prompt, stacked with torch.cat([uncond, cond]).")
-    expected = torch.cat([encode_texts(tokenizer, text_encoder, negatives), encode_texts(tokenizer, text_encoder, prompts)])
+        return verdict(
+            False,
+            "",
+            f"{answer.shape[0]} rows instead of {rows}: one unconditional and one conditional "
+            f"row per prompt, stacked with torch.cat([uncond, cond]).",
+        )
+    expected = torch.cat(
+        [encode_texts(tokenizer, text_encoder, negatives), encode_texts(tokenizer, text_encoder, prompts)]
+    )
     if _close(answer, expected):
         return verdict(True, f"{what} have shape {tuple(expected.shape)}, negative rows first.", "")
     return verdict(False, "", _embedding_hint(answer, tokenizer, text_encoder, prompts, negatives) + ".")
@@ -141,12 +171,15 @@ def cfg_reference(noise_uncond: torch.Tensor, noise_text: torch.Tensor, guidance
 def _cfg_hint(fn: Callable, uncond: torch.Tensor, text: torch.Tensor) -> str:
     """Recognise the usual slips in the guidance formula by testing them on the same inputs."""
     slips = {
-        "uncond and text are swapped: start from the unconditional prediction and move towards the text one":
-            lambda s: text + s * (uncond - text),
-        "the unconditional prediction is missing in front: the result is uncond + scale * (text - uncond)":
-            lambda s: s * (text - uncond),
-        "the scale multiplies the text prediction instead of the difference (text - uncond)":
-            lambda s: uncond + s * text,
+        "uncond and text are swapped: start from the unconditional prediction and move towards the text one": lambda s: (
+            text + s * (uncond - text)
+        ),
+        "the unconditional prediction is missing in front: the result is uncond + scale * (text - uncond)": lambda s: (
+            s * (text - uncond)
+        ),
+        "the scale multiplies the text prediction instead of the difference (text - uncond)": lambda s: (
+            uncond + s * text
+        ),
     }
     for hint, slip in slips.items():
         try:
@@ -173,10 +206,17 @@ def check_cfg(fn: Callable | None) -> bool:
             return not_attempted(what + " (it returns None)")
         result = torch.as_tensor(result)
         if result.shape != uncond.shape:
-            return verdict(False, "", f"it returned shape {tuple(result.shape)}; guidance keeps the shape of the "
-                           f"noise predictions, {tuple(uncond.shape)}.")
+            return verdict(
+                False,
+                "",
+                f"it returned shape {tuple(result.shape)}; guidance keeps the shape of the "
+                f"noise predictions, {tuple(uncond.shape)}.",
+            )
         if not _close(result, cfg_reference(uncond, text, scale)):
             difference = (result.float() - cfg_reference(uncond, text, scale)).abs().max().item()
-            return verdict(False, "", f"at guidance_scale={scale} it differs by up to {difference:.3g}: "
-                           f"{_cfg_hint(fn, uncond, text)}.")
+            return verdict(
+                False,
+                "",
+                f"at guidance_scale={scale} it differs by up to {difference:.3g}: {_cfg_hint(fn, uncond, text)}.",
+            )
     return verdict(True, f"{what} matches the pipeline's formula at scales {', '.join(map(str, CFG_SCALES))}.", "")

@@ -1,4 +1,5 @@
 """Checks for lesson 05's exercises: the forward process written out, counting optimizer steps, one EMA update."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -21,7 +22,9 @@ def check_add_noise(fn: Callable | None, noise_scheduler) -> bool:
     except Exception as err:  # a learner's bug is a wrong answer, not a crash
         return verdict(False, "", f"your function raised {type(err).__name__}: {err}")
     if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
-        return verdict(False, "", f"expected a tensor of shape {tuple(expected.shape)}, got {getattr(got, 'shape', type(got))}")
+        return verdict(
+            False, "", f"expected a tensor of shape {tuple(expected.shape)}, got {getattr(got, 'shape', type(got))}"
+        )
     worst = float((got - expected).abs().max())
     return verdict(
         worst < 1e-5,
@@ -31,15 +34,18 @@ def check_add_noise(fn: Callable | None, noise_scheduler) -> bool:
     )
 
 
-def check_total_steps(answer: int | None, images: int, batch_size: int, accumulation: int, processes: int, epochs: int) -> bool:
+def check_total_steps(
+    answer: int | None, images: int, batch_size: int, accumulation: int, processes: int, epochs: int
+) -> bool:
     """Pass when `answer` is the number of optimizer steps the trainer takes for this data and settings."""
     from course_utils.training.config import TrainingConfig
 
     if answer is None:
         return not_attempted("the number of optimizer steps")
     batches = -(-images // (batch_size * processes))  # batches each process sees per epoch (the last may be short)
-    config = TrainingConfig.smoke(train_batch_size=batch_size, gradient_accumulation_steps=accumulation, num_epochs=epochs,
-                                  max_steps=None)
+    config = TrainingConfig.smoke(
+        train_batch_size=batch_size, gradient_accumulation_steps=accumulation, num_epochs=epochs, max_steps=None
+    )
     expected = config.total_steps(batches)
     return verdict(
         answer == expected,

@@ -1,4 +1,5 @@
 """Checks for lesson 06's exercises (cross-attention heat maps)."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -31,18 +32,28 @@ def check_word_positions(tokenizer, prompt: str, word: str, answer: Sequence[int
     return verdict(False, "", f"{given} is not it: {hint}.")
 
 
-def check_manual_map(trace, prompt: str, word: str, answer: torch.Tensor | None, layers=None, steps=None, index: int = 0) -> bool:
+def check_manual_map(
+    trace, prompt: str, word: str, answer: torch.Tensor | None, layers=None, steps=None, index: int = 0
+) -> bool:
     """Pass when `answer` equals trace.word_map(prompt, word, ...) for the same layers and steps."""
     if answer is None:
         return not_attempted(f"the heat map of {word!r} built by hand")
     expected = trace.word_map(prompt, word, index=index, layers=layers, steps=steps)
     answer = torch.as_tensor(answer).detach().float().cpu().squeeze()
     if answer.shape != expected.shape:
-        return verdict(False, "", f"your map has shape {tuple(answer.shape)}, expected {tuple(expected.shape)} (the image size): upsample with F.interpolate.")
+        return verdict(
+            False,
+            "",
+            f"your map has shape {tuple(answer.shape)}, expected {tuple(expected.shape)} (the image size): upsample with F.interpolate.",
+        )
     if not torch.isfinite(answer).all():
         return verdict(False, "", "your map contains NaN or inf values.")
     if answer.min() < -1e-4 or answer.max() > 1 + 1e-4:
-        return verdict(False, "", f"your map runs from {answer.min():.3g} to {answer.max():.3g}: normalise it to [0, 1] (min -> 0, max -> 1).")
+        return verdict(
+            False,
+            "",
+            f"your map runs from {answer.min():.3g} to {answer.max():.3g}: normalise it to [0, 1] (min -> 0, max -> 1).",
+        )
     error = (answer - expected).abs().max().item()
     return verdict(
         error < 1e-3,

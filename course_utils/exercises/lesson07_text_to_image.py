@@ -1,6 +1,7 @@
 """Checks for lesson 07's exercises: the VAE's scaling factor measured by hand, caption dropout written out, and the
 min-SNR weight of the training loss. Each compares with course_utils.text_to_image, the code that trained the
 course's emoji model, prints what differs and returns True or False."""
+
 from __future__ import annotations
 
 from typing import Callable
@@ -25,18 +26,26 @@ def check_scaling_factor(answer: float | None, means: torch.Tensor, stds: torch.
         return verdict(False, "", f"expected a number, got {type(answer).__name__}.")
     expected = scaling_factor(means.cpu(), stds.cpu())
     if abs(given - expected) <= 0.01 * expected:
-        return verdict(True, f"{given:.4f}: latents multiplied by it have a standard deviation of 1 "
-                             f"(the training code measured {expected:.4f}).", "")
+        return verdict(
+            True,
+            f"{given:.4f}: latents multiplied by it have a standard deviation of 1 "
+            f"(the training code measured {expected:.4f}).",
+            "",
+        )
     if abs(given * expected - 1) <= 0.01:
         hint = "that is the standard deviation itself; the factor is 1 / std, so that latents * factor have std 1"
     elif abs(given - expected**2) <= 0.02 * expected**2:
         hint = "that is 1 / the variance; take the square root: 1 / std"
     elif abs(given - float(1.0 / means.float().std())) <= 0.01 * given:
-        hint = ("that is 1 / the spread of the means alone; the UNet trains on latents *sampled* from each Gaussian: "
-                "means + stds * noise")
+        hint = (
+            "that is 1 / the spread of the means alone; the UNet trains on latents *sampled* from each Gaussian: "
+            "means + stds * noise"
+        )
     elif abs(given - float(1.0 / stds.float().mean())) <= 0.01 * given:
-        hint = ("that is 1 / the mean of `stds`, each Gaussian's own spread; measure how far the latents themselves "
-                "spread: 1 / (means + stds * noise).std()")
+        hint = (
+            "that is 1 / the mean of `stds`, each Gaussian's own spread; measure how far the latents themselves "
+            "spread: 1 / (means + stds * noise).std()"
+        )
     else:
         hint = "sample latents = means + stds * torch.randn_like(stds), then take 1 / latents.std()"
     return verdict(False, "", f"{given:.4f} is not it (expected about {expected:.4f}): {hint}.")
@@ -59,13 +68,17 @@ def _dropped_rows(fn: Callable, captions: torch.Tensor, empty: torch.Tensor, p: 
     if out is None:
         return "it returned None"
     if not isinstance(out, torch.Tensor) or out.shape != captions.shape:
-        return (f"it returned {getattr(out, 'shape', type(out).__name__)}; expected a tensor of the input's shape "
-                f"{tuple(captions.shape)} (torch.where(drop[:, None], empty_ids.expand_as(input_ids), input_ids))")
+        return (
+            f"it returned {getattr(out, 'shape', type(out).__name__)}; expected a tensor of the input's shape "
+            f"{tuple(captions.shape)} (torch.where(drop[:, None], empty_ids.expand_as(input_ids), input_ids))"
+        )
     dropped = (out == empty).all(dim=1)
     kept = (out == captions).all(dim=1)
     if not (dropped | kept).all():
-        return ("some rows are neither the caption nor the empty prompt's ids: replace a whole row by empty_ids "
-                "(start token, end token, padding), not by zeros or a part of it")
+        return (
+            "some rows are neither the caption nor the empty prompt's ids: replace a whole row by empty_ids "
+            "(start token, end token, padding), not by zeros or a part of it"
+        )
     return dropped
 
 
@@ -85,23 +98,47 @@ def check_drop_captions(fn: Callable | None) -> bool:
             return verdict(False, "", f"{dropped}.")
         shares[p] = dropped.float().mean().item()
     if shares[0.0] == 1.0 and shares[1.0] == 0.0:
-        return verdict(False, "", "p=0 dropped every caption and p=1 none: you keep a caption with probability p; "
-                                  "drop it when its random number is below p.")
+        return verdict(
+            False,
+            "",
+            "p=0 dropped every caption and p=1 none: you keep a caption with probability p; "
+            "drop it when its random number is below p.",
+        )
     if shares[0.0] != 0.0 or shares[1.0] != 1.0:
-        return verdict(False, "", f"p=0 dropped {shares[0.0]:.0%} and p=1 dropped {shares[1.0]:.0%} of the captions; "
-                                  "expected none and all: drop a caption when its random number is below p.")
+        return verdict(
+            False,
+            "",
+            f"p=0 dropped {shares[0.0]:.0%} and p=1 dropped {shares[1.0]:.0%} of the captions; "
+            "expected none and all: drop a caption when its random number is below p.",
+        )
     if shares[0.5] in (0.0, 1.0):
-        return verdict(False, "", "p=0.5 dropped all captions or none: draw one random number per caption "
-                                  "(torch.rand(batch, generator=generator)), not one for the whole batch.")
+        return verdict(
+            False,
+            "",
+            "p=0.5 dropped all captions or none: draw one random number per caption "
+            "(torch.rand(batch, generator=generator)), not one for the whole batch.",
+        )
     if abs(shares[0.1] - 0.1) > 0.008 or abs(shares[0.5] - 0.5) > 0.014:
-        return verdict(False, "", f"p=0.1 dropped {shares[0.1]:.1%} and p=0.5 dropped {shares[0.5]:.1%} of "
-                                  f"{DROP_ROWS:,} captions: the share should be p.")
+        return verdict(
+            False,
+            "",
+            f"p=0.1 dropped {shares[0.1]:.1%} and p=0.5 dropped {shares[0.5]:.1%} of "
+            f"{DROP_ROWS:,} captions: the share should be p.",
+        )
     again = [_dropped_rows(fn, captions, empty, 0.5, seed=7) for _ in range(2)]
     if not torch.equal(again[0], again[1]):
-        return verdict(False, "", "the same generator seed dropped different captions: draw the random numbers from "
-                                  "`generator` (torch.rand(..., generator=generator)), so a run can be repeated.")
-    return verdict(True, f"{what} drops {shares[0.1]:.1%} of {DROP_ROWS:,} captions at p=0.1 and "
-                         f"{shares[0.5]:.1%} at p=0.5, each caption on its own, reproducibly.", "")
+        return verdict(
+            False,
+            "",
+            "the same generator seed dropped different captions: draw the random numbers from "
+            "`generator` (torch.rand(..., generator=generator)), so a run can be repeated.",
+        )
+    return verdict(
+        True,
+        f"{what} drops {shares[0.1]:.1%} of {DROP_ROWS:,} captions at p=0.1 and "
+        f"{shares[0.5]:.1%} at p=0.5, each caption on its own, reproducibly.",
+        "",
+    )
 
 
 def _snr_hint(answer: torch.Tensor, snr: torch.Tensor, gamma: float) -> str:
@@ -109,8 +146,8 @@ def _snr_hint(answer: torch.Tensor, snr: torch.Tensor, gamma: float) -> str:
     slips = {
         "you return min(SNR, gamma) itself; divide it by SNR": torch.clamp(snr, max=gamma),
         "gamma / SNR without the min exceeds 1 at noisy timesteps: use min(SNR, gamma) / SNR": gamma / snr,
-        "SNR is alphas_cumprod / (1 - alphas_cumprod), without a square root":
-            torch.clamp(snr.sqrt(), max=gamma) / snr.sqrt(),
+        "SNR is alphas_cumprod / (1 - alphas_cumprod), without a square root": torch.clamp(snr.sqrt(), max=gamma)
+        / snr.sqrt(),
         "SNR is alphas_cumprod / (1 - alphas_cumprod), not its inverse": torch.clamp(1 / snr, max=gamma) * snr,
     }
     for hint, slip in slips.items():
@@ -138,8 +175,11 @@ def check_min_snr_weight(fn: Callable | None, noise_scheduler) -> bool:
         answer = torch.as_tensor(answer).detach().float().cpu()
         expected = min_snr_weight(noise_scheduler, timesteps, gamma)
         if answer.shape != expected.shape:
-            return verdict(False, "", f"it returned shape {tuple(answer.shape)}; expected one weight per timestep, "
-                                      f"{tuple(expected.shape)}.")
+            return verdict(
+                False,
+                "",
+                f"it returned shape {tuple(answer.shape)}; expected one weight per timestep, {tuple(expected.shape)}.",
+            )
         if not torch.allclose(answer, expected, rtol=1e-4, atol=1e-6):
             hint = _snr_hint(answer, alphas_cumprod / (1 - alphas_cumprod), gamma)
             return verdict(False, "", f"at gamma={gamma} the weights differ: {hint}.")

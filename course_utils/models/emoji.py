@@ -2,6 +2,7 @@
 google/ddpm-cat-256) and `emoji-sd` (a text-to-image latent diffusion model in the Stable Diffusion layout), both
 trained on the shipped emoji. In smoke mode they stand in for the real repos, so every lesson shows real pictures
 on a CPU. This module finds them and writes them (scripts/train_emoji_models.py calls the export)."""
+
 from __future__ import annotations
 
 import os
@@ -11,16 +12,21 @@ from pathlib import Path
 import torch
 
 from course_utils.models.registry import ModelSpec
-
 from course_utils.paths import data_root
+
 # Which course model stands in for each kind of registry model. The inpainting repo's 9-channel UNet has no emoji
 # twin: StableDiffusionInpaintPipeline also inpaints with a plain 4-channel UNet, by blending the known region back in.
 FOR_KIND = {"ddpm": "emoji-ddpm", "sd": "emoji-sd", "sd-inpaint": "emoji-sd"}
 REQUIRED = {
     "emoji-ddpm": ("model_index.json", "config.json", "scheduler_config.json", "diffusion_pytorch_model.safetensors"),
-    "emoji-sd": ("model_index.json", "scheduler/scheduler_config.json", "tokenizer/vocab.json",
-                 "text_encoder/model.safetensors", "unet/diffusion_pytorch_model.safetensors",
-                 "vae/diffusion_pytorch_model.safetensors"),
+    "emoji-sd": (
+        "model_index.json",
+        "scheduler/scheduler_config.json",
+        "tokenizer/vocab.json",
+        "text_encoder/model.safetensors",
+        "unet/diffusion_pytorch_model.safetensors",
+        "vae/diffusion_pytorch_model.safetensors",
+    ),
 }
 
 
@@ -99,13 +105,17 @@ def export_emoji_sd(work: Path, out: Path) -> None:
         save_half(module, tmp / name)
     for name in ("vocab.json", "merges.txt"):
         shutil.copy(TOKENIZER_FILES / name, tmp / "tokenizer" / name)
-    (tmp / "tokenizer" / "tokenizer.json").unlink()  # 3.6 MB the SD repos do not ship either: rebuilt from vocab + merges
+    (
+        tmp / "tokenizer" / "tokenizer.json"
+    ).unlink()  # 3.6 MB the SD repos do not ship either: rebuilt from vocab + merges
     _write_real_scheduler_config(tmp / "scheduler" / "scheduler_config.json", "PNDMScheduler")
     _keep_card(out, tmp)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
-    print(f"emoji-sd: saved to {out} ({zeroed} of {text_encoder.config.vocab_size} token rows unused, zeroed); "
-          f"steps {state['step']}, {state['seconds'] / 60:.0f} min of UNet training")
+    print(
+        f"emoji-sd: saved to {out} ({zeroed} of {text_encoder.config.vocab_size} token rows unused, zeroed); "
+        f"steps {state['step']}, {state['seconds'] / 60:.0f} min of UNet training"
+    )
 
 
 def export_emoji_ddpm(run_dir: Path, out: Path) -> None:
@@ -136,13 +146,15 @@ def load_emoji(name: str, size: int | None = None):
     """One shipped emoji as an RGB PIL image, by its caption ("red apple"), resized to `size` px if given."""
     from PIL import Image
 
-    from course_utils.text_to_image import emoji_metadata
     from course_utils.checks.values import did_you_mean
+    from course_utils.text_to_image import emoji_metadata
 
     train, rows = emoji_metadata()
     by_name = {row["text"]: row["file_name"] for row in rows}
     if name not in by_name:
-        raise KeyError(f"No emoji named {name!r} in {train}.{did_you_mean(name, list(by_name))} "
-                       "Names are the Unicode names in lower case, e.g. 'red apple', 'rocket', 'grinning face'.")
+        raise KeyError(
+            f"No emoji named {name!r} in {train}.{did_you_mean(name, list(by_name))} "
+            "Names are the Unicode names in lower case, e.g. 'red apple', 'rocket', 'grinning face'."
+        )
     image = Image.open(train / by_name[name]).convert("RGB")
     return image if size is None else image.resize((size, size), Image.Resampling.BICUBIC)

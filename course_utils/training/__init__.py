@@ -4,6 +4,7 @@
 - loop: `train()` and its named pieces (loss, optimizer, EMA, checkpoints, the per-step plan);
 - runs: the files of a run (checkpoints, history, the saved pipeline);
 - plots: loss curves and sample grids."""
+
 from course_utils.training import runs
 from course_utils.training.config import TrainingConfig, choose_mixed_precision, make_unet
 from course_utils.training.loop import (
@@ -19,6 +20,21 @@ from course_utils.training.loop import (
 )
 from course_utils.training.plots import moving_average, plot_loss, show_samples
 
-__all__ = ["TrainingConfig", "TrainResult", "make_unet", "choose_mixed_precision", "train", "diffusion_loss",
-           "random_flips", "step_generator", "check_training_inputs", "collate_images", "process_state",
-           "sample_images", "moving_average", "plot_loss", "show_samples", "runs"]
+__all__ = [
+    "TrainingConfig",
+    "TrainResult",
+    "make_unet",
+    "choose_mixed_precision",
+    "train",
+    "diffusion_loss",
+    "random_flips",
+    "step_generator",
+    "check_training_inputs",
+    "collate_images",
+    "process_state",
+    "sample_images",
+    "moving_average",
+    "plot_loss",
+    "show_samples",
+    "runs",
+]

@@ -1,5 +1,6 @@
 """Pictures of a training run that work anywhere matplotlib does (TensorBoard may not load in Colab or on a
 remote server): the loss and learning-rate curves, and the sample grids saved along the way."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,7 +51,9 @@ def plot_loss(run, window: int | None = None, marks: dict[str, int] | None = Non
     lr_ax.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))
     for label, step in (marks or {}).items():
         ax.axvline(step, color="gray", linestyle="--", linewidth=1)
-        ax.annotate(label, (step, ax.get_ylim()[1]), textcoords="offset points", xytext=(3, -12), fontsize=9, color="gray")
+        ax.annotate(
+            label, (step, ax.get_ylim()[1]), textcoords="offset points", xytext=(3, -12), fontsize=9, color="gray"
+        )
     handles = ax.get_legend_handles_labels()[0] + lr_ax.get_legend_handles_labels()[0]
     ax.legend(handles, [h.get_label() for h in handles], loc="upper right", fontsize=8)
     ax.set_title(title)
@@ -65,7 +68,9 @@ def show_samples(output_dir: str | Path, steps: Sequence[int] | None = None, max
 
     grids = runs.sample_grids(output_dir)
     if not grids:
-        raise FileNotFoundError(f"No sample grids in {Path(output_dir) / runs.SAMPLES}: they are saved every save_image_steps.")
+        raise FileNotFoundError(
+            f"No sample grids in {Path(output_dir) / runs.SAMPLES}: they are saved every save_image_steps."
+        )
     chosen = list(steps) if steps is not None else sorted(grids)
     if len(chosen) > max_grids:  # evenly spread, always with the last one
         chosen = [chosen[round(i * (len(chosen) - 1) / (max_grids - 1))] for i in range(max_grids)]
