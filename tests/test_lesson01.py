@@ -128,7 +128,8 @@ def test_parity_check_can_fail(folder, unet):
     scheduler = DDPMScheduler.from_pretrained(folder)
     reference = manual_loop(unet, scheduler, STEPS, SEED)
     torch.manual_seed(123)
-    forgot = ("generator=generator)  # 2.", "generator=None)  # 2.")  # step() then draws its noise from torch's RNG
+    step = "out = scheduler.step(noise_pred, t, sample, generator=generator)"
+    forgot = (step, step.replace("generator=generator", "generator=None"))  # step() then uses torch's global RNG
     assert max_difference(manual_loop(unet, scheduler, STEPS, SEED, edit=forgot), reference) > 1e-2
     assert max_difference(manual_loop(unet, scheduler, STEPS, SEED + 1), reference) > 1e-2
 
