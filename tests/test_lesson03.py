@@ -1,5 +1,7 @@
-"""Lesson 03 (AutoPipeline): photos, input checks, memory plan, weight sharing, exercise checks, notebook hygiene.
-Pipelines are tiny stand-ins on the CPU; parity checks compare with what diffusers itself does."""
+"""Lesson 03 (AutoPipeline): photos, input checks, memory plan, weight sharing, exercise checks, notebook hygiene,
+and the notebook's image-to-image and inpainting loops written by hand, which must give the pixels of
+StableDiffusionImg2ImgPipeline and StableDiffusionInpaintPipeline (4-channel UNet: the trained emoji model; 9-channel
+UNet: the course's random inpainting stand-in). Parity checks compare with what diffusers itself does."""
 from __future__ import annotations
 
 import json
@@ -8,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
 
+import nbformat
 import numpy as np
 import pytest
 import torch
@@ -123,12 +126,35 @@ def test_strength_type_and_valid_values():
 
 @pytest.mark.parametrize("steps,strength", [(3, 0.02), (25, 0.02), (3, 0.33), (50, 0.019)])
 def test_strength_that_runs_zero_steps_and_its_fixes_work(steps, strength):
-    with pytest.raises(ValueError, match="= 0 denoising steps") as err:
+    with pytest.raises(ValueError, match="= 0 denoising steps: num_inference_steps x strength must be at least 1"
+                       ) as err:
         P.check_strength(strength, steps)
+    assert "RuntimeError: cannot reshape tensor of 0 elements" in str(err.value)
     fixed_strength = float(re.search(r"strength to at least ([\d.]+)", str(err.value)).group(1))
     fixed_steps = int(re.search(r"num_inference_steps to at least (\d+)", str(err.value)).group(1))
     assert P.steps_that_run(steps, fixed_strength) == 1 and P.steps_that_run(steps, fixed_strength - 0.01) == 0
     assert P.steps_that_run(fixed_steps, strength) == 1 and P.steps_that_run(fixed_steps - 1, strength) == 0
+
+
+def test_diffusers_itself_fails_obscurely_on_zero_steps(pipe_t2i):
+    """The reason check_strength exists, and what its message says: in diffusers 0.42, strength=0.02 with 25 steps
+    raises a RuntimeError that names neither argument with DDIM and Euler; PNDM, whose timestep list is one longer,
+    runs one step at the lowest noise level without a word."""
+    from diffusers import AutoPipelineForImage2Image, DDIMScheduler, EulerDiscreteScheduler, PNDMScheduler
+
+    image = Image.new("RGB", (64, 64), "red")
+    for scheduler_class in (DDIMScheduler, EulerDiscreteScheduler, PNDMScheduler):
+        scheduler = scheduler_class.from_config(pipe_t2i.scheduler.config)
+        pipe = AutoPipelineForImage2Image.from_pipe(pipe_t2i, scheduler=scheduler)
+        pipe.set_progress_bar_config(disable=True)
+        call = lambda: pipe("a", image=image, strength=0.02, num_inference_steps=25, output_type="np")  # noqa: E731
+        if scheduler_class is PNDMScheduler:
+            assert call().images.shape == (1, 64, 64, 3) and len(scheduler.timesteps) == 26
+        else:
+            with pytest.raises(RuntimeError, match="cannot reshape tensor of 0 elements"):
+                call()
+    with pytest.raises(ValueError, match="num_inference_steps x strength must be at least 1"):
+        P.check_inputs("a", image=image, strength=0.02, num_inference_steps=25)  # caught before any model runs
 
 
 @pytest.mark.parametrize("steps,strength", [(3, 0.4), (25, 0.6), (50, 0.4), (100, 0.29), (30, 1.0), (7, 0.99)])
@@ -375,3 +401,172 @@ def test_notebook_is_stored_clean():
     source = "\n".join("".join(c["source"]) for c in code)
     assert "pipe_t2i.vae.enable_tiling" in source and ".enable_vae_tiling(" not in source
     assert "enable_attention_slicing(" not in source and "xformers" not in source
+
+
+# ------------------------------------------------------------------------- the notebook's loops == the pipelines
+SCHEDULERS = ("PNDMScheduler", "DDIMScheduler", "EulerDiscreteScheduler", "UniPCMultistepScheduler")
+TOLERANCE = 1e-4  # fp32 on the CPU, as in lesson 02
+
+
+def notebook_definitions(marker: str, end: str) -> str:
+    """The one code cell of the lesson that contains `marker`, up to the line that starts with `end`."""
+    cells = [c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells
+             if c.cell_type == "code" and marker in c.source]
+    assert len(cells) == 1, f"expected one code cell containing {marker!r}, found {len(cells)}"
+    return cells[0][: cells[0].index(f"\n{end}")]
+
+
+@pytest.fixture(scope="module")
+def loops() -> dict:
+    """The notebook's encode_prompt, img2img_by_hand, mask_latents and inpaint_by_hand, run as the notebook does."""
+    namespace: dict = {}
+    for marker, end in (("def img2img_by_hand(", "settings = "), ("def inpaint_by_hand(", "checks = ")):
+        exec(compile(notebook_definitions(marker, end), str(NOTEBOOK), "exec"), namespace)
+    return namespace
+
+
+def emoji_pipeline(folder: Path, cls_name: str, scheduler_name: str):
+    """A diffusers pipeline of class `cls_name` from the trained emoji model, fp32, with the named scheduler."""
+    import diffusers
+
+    pipe = getattr(diffusers, cls_name).from_pretrained(folder, dtype=torch.float32, safety_checker=None,
+                                                        requires_safety_checker=False)
+    pipe.scheduler = getattr(diffusers, scheduler_name).from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def apple():
+    from course_utils.emoji_models import load_emoji
+
+    return load_emoji("red apple", 64)
+
+
+def ellipse_mask(size: int = 64) -> Image.Image:
+    """White (repaint) ellipse in the upper middle, as the notebook draws it."""
+    from PIL import ImageDraw
+
+    mask = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(mask).ellipse([0.15 * size, 0.25 * size, 0.85 * size, 0.55 * size], fill=255)
+    return mask
+
+
+def max_difference(mine: torch.Tensor, theirs: torch.Tensor) -> float:
+    assert mine.shape == theirs.shape == (1, 3, 64, 64)
+    return (mine - theirs).abs().max().item()
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("scheduler_name", SCHEDULERS)
+@pytest.mark.parametrize("strength", [0.6, 0.35])
+def test_img2img_by_hand_matches_pipeline(loops, emoji_sd_folder, apple, scheduler_name, strength):
+    pipe = emoji_pipeline(emoji_sd_folder, "StableDiffusionImg2ImgPipeline", scheduler_name)
+    settings = dict(strength=strength, num_inference_steps=6, guidance_scale=3.0)
+    mine = loops["img2img_by_hand"](pipe, "green apple", apple, generator=torch.Generator().manual_seed(4),
+                                    **settings)
+    theirs = pipe(prompt="green apple", image=apple, generator=torch.Generator().manual_seed(4), output_type="pt",
+                  **settings).images
+    assert max_difference(mine, theirs) <= TOLERANCE
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_img2img_by_hand_matches_pipeline_with_negative_prompt(loops, emoji_sd_folder, apple):
+    pipe = emoji_pipeline(emoji_sd_folder, "StableDiffusionImg2ImgPipeline", "EulerDiscreteScheduler")
+    settings = dict(strength=0.7, num_inference_steps=5, guidance_scale=3.0, negative_prompt="red")
+    mine = loops["img2img_by_hand"](pipe, "apple", apple, generator=torch.Generator().manual_seed(2), **settings)
+    theirs = pipe(prompt="apple", image=apple, generator=torch.Generator().manual_seed(2), output_type="pt",
+                  **settings).images
+    assert max_difference(mine, theirs) <= TOLERANCE
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_img2img_parity_check_notices_a_wrong_start(loops, emoji_sd_folder, apple):
+    """The tolerance is tight enough to catch a loop that starts one timestep late or draws other noise."""
+    pipe = emoji_pipeline(emoji_sd_folder, "StableDiffusionImg2ImgPipeline", "DDIMScheduler")
+    settings = dict(num_inference_steps=6, guidance_scale=3.0)
+    theirs = pipe(prompt="green apple", image=apple, strength=0.6, generator=torch.Generator().manual_seed(4),
+                  output_type="pt", **settings).images
+    later = loops["img2img_by_hand"](pipe, "green apple", apple, strength=0.45,
+                                     generator=torch.Generator().manual_seed(4), **settings)
+    other_noise = loops["img2img_by_hand"](pipe, "green apple", apple, strength=0.6,
+                                           generator=torch.Generator().manual_seed(5), **settings)
+    assert max_difference(later, theirs) > 100 * TOLERANCE
+    assert max_difference(other_noise, theirs) > 100 * TOLERANCE
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("scheduler_name", SCHEDULERS)
+def test_inpaint_by_hand_matches_pipeline_4_channels(loops, emoji_sd_folder, scheduler_name):
+    """The emoji model's UNet has 4 input channels: the pipeline blends the kept area back after every step."""
+    from course_utils.emoji_models import load_emoji
+
+    pipe = emoji_pipeline(emoji_sd_folder, "StableDiffusionInpaintPipeline", scheduler_name)
+    assert pipe.unet.config.in_channels == 4
+    face, mask = load_emoji("grinning face", 64), ellipse_mask()
+    settings = dict(num_inference_steps=6, guidance_scale=3.0)
+    mine = loops["inpaint_by_hand"](pipe, "smiling face with sunglasses", face, mask,
+                                    generator=torch.Generator().manual_seed(0), **settings)
+    theirs = pipe(prompt="smiling face with sunglasses", image=face, mask_image=mask, output_type="pt",
+                  generator=torch.Generator().manual_seed(0), **settings).images
+    assert max_difference(mine, theirs) <= TOLERANCE
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("scheduler_name", SCHEDULERS)
+def test_inpaint_by_hand_matches_pipeline_9_channels(loops, standin_root, scheduler_name):
+    """The course's inpainting stand-in has SD 1.5 inpainting's 9-channel UNet: mask and masked latents go in."""
+    import diffusers
+
+    folder = get_standin(standin_root, model_spec("sd15-inpaint"), "tiny")
+    pipe = diffusers.AutoPipelineForInpainting.from_pretrained(folder, dtype=torch.float32, safety_checker=None,
+                                                               requires_safety_checker=False)
+    pipe.scheduler = getattr(diffusers, scheduler_name).from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    assert type(pipe).__name__ == "StableDiffusionInpaintPipeline" and pipe.unet.config.in_channels == 9
+    cat, mask = P.load_photo("cat", 64), ellipse_mask()
+    settings = dict(num_inference_steps=4, guidance_scale=7.5)
+    mine = loops["inpaint_by_hand"](pipe, "a cat", cat, mask, generator=torch.Generator().manual_seed(1),
+                                    **settings)
+    theirs = pipe(prompt="a cat", image=cat, mask_image=mask, height=64, width=64, output_type="pt",
+                  generator=torch.Generator().manual_seed(1), **settings).images
+    assert max_difference(mine, theirs) <= TOLERANCE
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_inpaint_by_hand_keeps_the_area_outside_the_mask(loops, emoji_sd_folder):
+    """The 4-channel branch really blends: outside the mask the picture survives; with an all-white mask it does not."""
+    from course_utils.emoji_models import load_emoji
+
+    pipe = emoji_pipeline(emoji_sd_folder, "StableDiffusionInpaintPipeline", "PNDMScheduler")
+    face, mask = load_emoji("grinning face", 64), ellipse_mask()
+    settings = dict(num_inference_steps=6, guidance_scale=3.0)
+    inpainted = loops["inpaint_by_hand"](pipe, "ghost", face, mask, generator=torch.Generator().manual_seed(0),
+                                         **settings)
+    everywhere = loops["inpaint_by_hand"](pipe, "ghost", face, Image.new("L", (64, 64), 255),
+                                          generator=torch.Generator().manual_seed(0), **settings)
+    kept = torch.from_numpy(np.asarray(mask) == 0)
+    original = pipe.image_processor.preprocess(face) / 2 + 0.5
+    gap_inpainted = (inpainted - original)[..., kept].abs().mean().item()
+    gap_everywhere = (everywhere - original)[..., kept].abs().mean().item()
+    assert gap_inpainted < 0.5 * gap_everywhere, (gap_inpainted, gap_everywhere)
+
+
+def test_notebook_writes_the_diffusers_calls_out():
+    """The calls the lesson teaches appear literally; the helpers enter only in the sections that explain them."""
+    cells = nbformat.read(NOTEBOOK, as_version=4).cells
+    code = "\n".join(c.source for c in cells if c.cell_type == "code")
+    for needed in ("pipe_t2i.to(course.device)", "pipe_i2i(prompt=i2i_prompt, image=init_image, strength=",
+                   "pipe_inpaint(prompt=inpaint_prompt, image=inpaint_image, mask_image=mask,",
+                   ".latent_dist", "vae.config.scaling_factor", "scheduler.set_timesteps(", "scheduler.add_noise(",
+                   "scheduler.scale_model_input(", "image_processor.preprocess(", "mask_processor.preprocess(",
+                   "unet.config.in_channels == 9", "negative_prompt=negative", "assert difference <= tolerance"):
+        assert needed in code, needed
+    assert "**args" not in code
+    first = {name: next(i for i, c in enumerate(cells) if c.cell_type == "code" and f"{name}(" in c.source)
+             for name in ("check_inputs", "fit_to_gpu", "apply_plan")}
+    bad_input = next(i for i, c in enumerate(cells) if c.source.startswith("## 7. Bad input"))
+    small_gpu = next(i for i, c in enumerate(cells) if c.source.startswith("## 9. Fitting a small GPU"))
+    assert first["check_inputs"] > bad_input and min(first["fit_to_gpu"], first["apply_plan"]) > small_gpu
+    text = "\n".join(c.source for c in cells)
+    assert "RuntimeError: cannot reshape tensor of 0" in text and "no error and no warning" in text
