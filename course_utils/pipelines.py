@@ -128,11 +128,12 @@ def check_strength(strength: Any, num_inference_steps: int | None = None) -> flo
             raise ValueError(
                 f"strength={strength} with num_inference_steps={num_inference_steps} leaves "
                 f"int({num_inference_steps} x {strength}) = int({product:g}) = 0 denoising steps: "
-                "num_inference_steps x strength must be at least 1. Unchecked, image-to-image fails with "
-                "'RuntimeError: cannot reshape tensor of 0 elements' (DDIM, Euler and most schedulers) or, with "
-                "PNDM, runs one step at the lowest noise level and returns the image almost unchanged. Raise "
-                f"strength to at least {_smallest_strength(num_inference_steps)}, or num_inference_steps to at "
-                f"least {_fewest_steps(strength)}."
+                "num_inference_steps x strength must be at least 1. Unchecked, image-to-image "
+                "fails with 'RuntimeError: cannot reshape tensor of 0 elements' (DDIM, Euler and "
+                "most schedulers) or, with PNDM, runs one step at the lowest noise level and "
+                "returns the image almost unchanged. Raise strength to at least "
+                f"{_smallest_strength(num_inference_steps)}, or num_inference_steps to at least "
+                f"{_fewest_steps(strength)}."
             )
     return float(strength)
 
