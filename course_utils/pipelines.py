@@ -125,10 +125,14 @@ def check_strength(strength: Any, num_inference_steps: int | None = None) -> flo
     if num_inference_steps is not None:
         require_positive_int("num_inference_steps", num_inference_steps)
         if steps_that_run(num_inference_steps, strength) < 1:
+            product = num_inference_steps * strength
             raise ValueError(
                 f"strength={strength} with num_inference_steps={num_inference_steps} leaves "
-                f"int({num_inference_steps} x {strength}) = 0 denoising steps: almost no noise is added and the image "
-                f"comes back nearly unchanged, without an error or warning from diffusers. Raise strength to at least "
+                f"int({num_inference_steps} x {strength}) = int({product:g}) = 0 denoising steps: "
+                "num_inference_steps x strength must be at least 1. Unchecked, image-to-image "
+                "fails with 'RuntimeError: cannot reshape tensor of 0 elements' (DDIM, Euler and "
+                "most schedulers) or, with PNDM, runs one step at the lowest noise level and "
+                "returns the image almost unchanged. Raise strength to at least "
                 f"{_smallest_strength(num_inference_steps)}, or num_inference_steps to at least "
                 f"{_fewest_steps(strength)}."
             )

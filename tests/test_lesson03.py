@@ -1,5 +1,9 @@
-"""Lesson 03 (AutoPipeline): photos, input checks, memory plan, weight sharing, exercise checks, notebook hygiene.
-Pipelines are tiny stand-ins on the CPU; parity checks compare with what diffusers itself does."""
+"""Lesson 03 (AutoPipeline): photos, input checks, memory plan, weight sharing, exercise checks,
+notebook hygiene, and the notebook's image-to-image and inpainting loops written by hand, which must
+give the pixels of StableDiffusionImg2ImgPipeline and StableDiffusionInpaintPipeline (4-channel
+UNet: the trained emoji model; 9-channel UNet: the course's random inpainting stand-in). Parity
+checks compare with what diffusers itself does."""
+
 from __future__ import annotations
 
 import json
@@ -8,6 +12,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
 
+import nbformat
 import numpy as np
 import pytest
 import torch
@@ -25,15 +30,18 @@ GIB = 2**30
 
 @pytest.fixture(scope="module")
 def sd_folder(tmp_path_factory) -> Path:
-    return get_standin(tmp_path_factory.mktemp("l03-standins"), model_spec("dreamlike-photoreal"), "tiny")
+    return get_standin(
+        tmp_path_factory.mktemp("l03-standins"), model_spec("dreamlike-photoreal"), "tiny"
+    )
 
 
 @pytest.fixture(scope="module")
 def pipe_t2i(sd_folder):
     from diffusers import AutoPipelineForText2Image
 
-    pipe = AutoPipelineForText2Image.from_pretrained(sd_folder, dtype=torch.float32, safety_checker=None,
-                                                     requires_safety_checker=False)
+    pipe = AutoPipelineForText2Image.from_pretrained(
+        sd_folder, dtype=torch.float32, safety_checker=None, requires_safety_checker=False
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -47,7 +55,7 @@ def pipe_i2i(pipe_t2i):
     return pipe
 
 
-# ------------------------------------------------------------------------------------------------------- photos
+# ------------------------------------------------------------------------------------------- photos
 def test_photos_are_shipped_small_and_licensed():
     files = sorted(P.photos_dir().glob("*.jpg"))
     assert [f.stem for f in files] == ["astronaut", "cat", "coffee"] == P.photo_names()
@@ -63,8 +71,13 @@ def test_load_photo_by_name_and_path(tmp_path, monkeypatch):
     cat = P.load_photo("cat", 64)
     assert cat.mode == "RGB" and cat.size == (64, 64)
     assert P.load_photo(P.photos_dir() / "coffee.jpg").size == (512, 512)
-    monkeypatch.chdir(tmp_path)  # like a notebook running in notebooks/: a repo-relative path still works
-    assert P.photo_path("data/images/cat.jpg").resolve() == (ROOT / "data" / "images" / "cat.jpg").resolve()
+    monkeypatch.chdir(
+        tmp_path
+    )  # like a notebook running in notebooks/: a repo-relative path still works
+    assert (
+        P.photo_path("data/images/cat.jpg").resolve()
+        == (ROOT / "data" / "images" / "cat.jpg").resolve()
+    )
 
 
 def test_load_photo_crops_non_square_images(tmp_path):
@@ -72,14 +85,22 @@ def test_load_photo_crops_non_square_images(tmp_path):
     wide.paste((0, 0, 255), (100, 0, 200, 100))  # blue centre third
     wide.save(tmp_path / "wide.png")
     photo = P.load_photo(tmp_path / "wide.png", 64)
-    assert photo.size == (64, 64) and photo.getpixel((32, 32)) == (0, 0, 255) and photo.getpixel((2, 32))[2] > 200
+    assert (
+        photo.size == (64, 64)
+        and photo.getpixel((32, 32)) == (0, 0, 255)
+        and photo.getpixel((2, 32))[2] > 200
+    )
 
 
 def test_missing_photo_names_argument_and_choices():
     with pytest.raises(FileNotFoundError) as err:
         P.load_photo("cats")
     text = str(err.value)
-    assert "image='cats'" in text and "Did you mean 'cat'" in text and "'astronaut', 'cat', 'coffee'" in text
+    assert (
+        "image='cats'" in text
+        and "Did you mean 'cat'" in text
+        and "'astronaut', 'cat', 'coffee'" in text
+    )
     with pytest.raises(FileNotFoundError, match="init_image='nowhere/x.png'"):
         P.photo_path("nowhere/x.png", argument="init_image")
 
@@ -89,7 +110,7 @@ def test_photo_size_must_be_multiple_of_8():
         P.load_photo("cat", 100)
 
 
-# ------------------------------------------------------------------------------------------------- input checks
+# ------------------------------------------------------------------------------------- input checks
 def test_prompt_checks():
     assert P.check_prompt("a cat") == "a cat"
     assert P.check_prompt(("a", "b")) == ["a", "b"]
@@ -123,21 +144,65 @@ def test_strength_type_and_valid_values():
 
 @pytest.mark.parametrize("steps,strength", [(3, 0.02), (25, 0.02), (3, 0.33), (50, 0.019)])
 def test_strength_that_runs_zero_steps_and_its_fixes_work(steps, strength):
-    with pytest.raises(ValueError, match="= 0 denoising steps") as err:
+    with pytest.raises(
+        ValueError, match="= 0 denoising steps: num_inference_steps x strength must be at least 1"
+    ) as err:
         P.check_strength(strength, steps)
+    assert "RuntimeError: cannot reshape tensor of 0 elements" in str(err.value)
     fixed_strength = float(re.search(r"strength to at least ([\d.]+)", str(err.value)).group(1))
     fixed_steps = int(re.search(r"num_inference_steps to at least (\d+)", str(err.value)).group(1))
-    assert P.steps_that_run(steps, fixed_strength) == 1 and P.steps_that_run(steps, fixed_strength - 0.01) == 0
-    assert P.steps_that_run(fixed_steps, strength) == 1 and P.steps_that_run(fixed_steps - 1, strength) == 0
+    assert (
+        P.steps_that_run(steps, fixed_strength) == 1
+        and P.steps_that_run(steps, fixed_strength - 0.01) == 0
+    )
+    assert (
+        P.steps_that_run(fixed_steps, strength) == 1
+        and P.steps_that_run(fixed_steps - 1, strength) == 0
+    )
 
 
-@pytest.mark.parametrize("steps,strength", [(3, 0.4), (25, 0.6), (50, 0.4), (100, 0.29), (30, 1.0), (7, 0.99)])
+def test_diffusers_itself_fails_obscurely_on_zero_steps(pipe_t2i):
+    """The reason check_strength exists, and what its message says: in diffusers 0.42,
+    strength=0.02 with 25 steps raises a RuntimeError that names neither argument with DDIM and
+    Euler; PNDM, whose timestep list is one longer, runs one step at the lowest noise level
+    without a word."""
+    from diffusers import (
+        AutoPipelineForImage2Image,
+        DDIMScheduler,
+        EulerDiscreteScheduler,
+        PNDMScheduler,
+    )
+
+    image = Image.new("RGB", (64, 64), "red")
+    for scheduler_class in (DDIMScheduler, EulerDiscreteScheduler, PNDMScheduler):
+        scheduler = scheduler_class.from_config(pipe_t2i.scheduler.config)
+        pipe = AutoPipelineForImage2Image.from_pipe(pipe_t2i, scheduler=scheduler)
+        pipe.set_progress_bar_config(disable=True)
+        call = lambda: pipe(
+            "a", image=image, strength=0.02, num_inference_steps=25, output_type="np"
+        )  # noqa: E731
+        if scheduler_class is PNDMScheduler:
+            assert call().images.shape == (1, 64, 64, 3) and len(scheduler.timesteps) == 26
+        else:
+            with pytest.raises(RuntimeError, match="cannot reshape tensor of 0 elements"):
+                call()
+    with pytest.raises(ValueError, match="num_inference_steps x strength must be at least 1"):
+        P.check_inputs(
+            "a", image=image, strength=0.02, num_inference_steps=25
+        )  # caught before any model runs
+
+
+@pytest.mark.parametrize(
+    "steps,strength", [(3, 0.4), (25, 0.6), (50, 0.4), (100, 0.29), (30, 1.0), (7, 0.99)]
+)
 def test_steps_that_run_matches_diffusers(steps, strength):
     from diffusers import PNDMScheduler, StableDiffusionImg2ImgPipeline
 
     scheduler = PNDMScheduler(skip_prk_steps=True, steps_offset=1)
     scheduler.set_timesteps(steps)
-    _, ran = StableDiffusionImg2ImgPipeline.get_timesteps(SimpleNamespace(scheduler=scheduler), steps, strength, "cpu")
+    _, ran = StableDiffusionImg2ImgPipeline.get_timesteps(
+        SimpleNamespace(scheduler=scheduler), steps, strength, "cpu"
+    )
     assert P.steps_that_run(steps, strength) == ran
 
 
@@ -163,7 +228,9 @@ def test_mask_of_other_size_is_resized_with_a_note(capsys):
 
 
 def test_mask_of_other_size_can_be_refused():
-    with pytest.raises(ValueError, match="mask_image is 32x32 px but image is 64x64 px.*mask.resize"):
+    with pytest.raises(
+        ValueError, match="mask_image is 32x32 px but image is 64x64 px.*mask.resize"
+    ):
         P.match_mask(Image.new("L", (32, 32)), Image.new("RGB", (64, 64)), resize=False)
     with pytest.raises(TypeError, match="mask_image is a ndarray"):
         P.match_mask(np.zeros((64, 64)), Image.new("RGB", (64, 64)))
@@ -198,21 +265,34 @@ def test_check_inputs_output_runs_in_the_real_pipelines(pipe_t2i, pipe_i2i):
     assert pipe_i2i(**args, output_type="np").images.shape == (1, 64, 64, 3)
     inpaint = AutoPipelineForInpainting.from_pipe(pipe_t2i)
     inpaint.set_progress_bar_config(disable=True)
-    args = P.check_inputs("a cat", image=args["image"], mask_image=Image.new("L", (32, 32), 255), num_inference_steps=1)
+    args = P.check_inputs(
+        "a cat",
+        image=args["image"],
+        mask_image=Image.new("L", (32, 32), 255),
+        num_inference_steps=1,
+    )
     assert inpaint(**args, output_type="np").images.shape == (1, 64, 64, 3)
 
 
-# ------------------------------------------------------------------------------------------ weights and sharing
+# ------------------------------------------------------------------------------ weights and sharing
 def test_from_pipe_shares_every_weight(pipe_t2i, pipe_i2i):
     shared = P.shared_components(pipe_t2i, pipe_i2i)
-    assert set(shared) >= {"unet", "vae", "text_encoder", "tokenizer", "scheduler"} and all(shared.values())
-    assert P.unique_weight_bytes(pipe_t2i, pipe_i2i) == P.unique_weight_bytes(pipe_t2i) == sum(P.component_bytes(pipe_t2i).values())
+    assert set(shared) >= {"unet", "vae", "text_encoder", "tokenizer", "scheduler"} and all(
+        shared.values()
+    )
+    assert (
+        P.unique_weight_bytes(pipe_t2i, pipe_i2i)
+        == P.unique_weight_bytes(pipe_t2i)
+        == sum(P.component_bytes(pipe_t2i).values())
+    )
 
 
 def test_loading_again_doubles_the_memory(sd_folder, pipe_t2i):
     from diffusers import AutoPipelineForImage2Image
 
-    again = AutoPipelineForImage2Image.from_pretrained(sd_folder, safety_checker=None, requires_safety_checker=False)
+    again = AutoPipelineForImage2Image.from_pretrained(
+        sd_folder, safety_checker=None, requires_safety_checker=False
+    )
     shared = P.shared_components(pipe_t2i, again)
     assert not shared["unet"] and not shared["vae"]
     assert P.unique_weight_bytes(pipe_t2i, again) == 2 * P.unique_weight_bytes(pipe_t2i)
@@ -222,10 +302,14 @@ def test_attention_is_sdpa(pipe_t2i):
     assert P.attention_backend(pipe_t2i) == "AttnProcessor2_0 (PyTorch SDPA)"
 
 
-# ------------------------------------------------------------------------------------------------- memory plan
+# -------------------------------------------------------------------------------------- memory plan
 def test_sd15_sizes_are_the_real_architecture():
     sizes = P.sd15_component_bytes(element_size=2)
-    assert sizes == {"unet": 2 * 859_520_964, "vae": 2 * 83_653_863, "text_encoder": 2 * 123_060_480}
+    assert sizes == {
+        "unet": 2 * 859_520_964,
+        "vae": 2 * 83_653_863,
+        "text_encoder": 2 * 123_060_480,
+    }
 
 
 def test_plan_on_cpu_does_nothing():
@@ -240,8 +324,12 @@ def test_plan_from_big_to_small_gpu():
     assert P.plan_memory("cuda", int(3.3 * GIB), sizes).offload == "model"
     tiny = P.plan_memory("cuda", 2 * GIB, sizes, 1024, 1024)
     assert (tiny.offload, tiny.vae_tiling) == ("sequential", True)
-    assert P.plan_memory("cuda", 6 * GIB, sizes, 1024, 1024).vae_tiling  # big image, tight memory: tile
-    assert not P.plan_memory("cuda", 2 * GIB, sizes, 512, 512).vae_tiling  # one tile: tiling would change nothing
+    assert P.plan_memory(
+        "cuda", 6 * GIB, sizes, 1024, 1024
+    ).vae_tiling  # big image, tight memory: tile
+    assert not P.plan_memory(
+        "cuda", 2 * GIB, sizes, 512, 512
+    ).vae_tiling  # one tile: tiling would change nothing
 
 
 def test_more_memory_never_gives_a_more_frugal_plan():
@@ -253,8 +341,14 @@ def test_more_memory_never_gives_a_more_frugal_plan():
         assert ranks == sorted(ranks, reverse=True), px
 
 
-@pytest.mark.parametrize("offload,called", [("none", "to"), ("model", "enable_model_cpu_offload"),
-                                            ("sequential", "enable_sequential_cpu_offload")])
+@pytest.mark.parametrize(
+    "offload,called",
+    [
+        ("none", "to"),
+        ("model", "enable_model_cpu_offload"),
+        ("sequential", "enable_sequential_cpu_offload"),
+    ],
+)
 def test_apply_plan_calls_the_current_apis(offload, called):
     pipe = mock.MagicMock()
     pipe.unet.attn_processors = {"a": mock.MagicMock()}
@@ -272,14 +366,18 @@ def test_fit_to_gpu_on_cpu_says_nothing_to_do(pipe_t2i, capsys):
     course = SimpleNamespace(device="cpu", dtype=torch.float32)
     plan = P.fit_to_gpu(pipe_t2i, course)
     out = capsys.readouterr().out
-    assert plan.device == "cpu" and plan.offload == "none" and "nothing to do" in out and "SDPA" in out
+    assert (
+        plan.device == "cpu" and plan.offload == "none" and "nothing to do" in out and "SDPA" in out
+    )
     assert pipe_t2i.device.type == "cpu" and not pipe_t2i.vae.use_tiling
 
 
 def test_fit_to_gpu_uses_free_memory_and_dtype(pipe_t2i):
     course = SimpleNamespace(device="cuda", dtype=torch.float16)
     with mock.patch.object(P, "apply_plan") as apply:
-        plan = P.fit_to_gpu(pipe_t2i, course, free_bytes=1024)  # tiny stand-in, 1 KiB free: must offload
+        plan = P.fit_to_gpu(
+            pipe_t2i, course, free_bytes=1024
+        )  # tiny stand-in, 1 KiB free: must offload
     apply.assert_called_once()
     assert plan.offload == "sequential"
     assert plan.weights_bytes == sum(P.component_bytes(pipe_t2i).values())
@@ -289,7 +387,11 @@ def test_reset_memory_options_undoes_tiling_and_dtype(pipe_t2i):
     pipe_t2i.vae.enable_tiling()
     pipe_t2i.to(dtype=torch.float64)
     P.reset_memory_options(pipe_t2i, torch.float32)
-    assert not pipe_t2i.vae.use_tiling and pipe_t2i.device.type == "cpu" and pipe_t2i.dtype == torch.float32
+    assert (
+        not pipe_t2i.vae.use_tiling
+        and pipe_t2i.device.type == "cpu"
+        and pipe_t2i.dtype == torch.float32
+    )
 
 
 def test_reset_memory_options_removes_offload_hooks():
@@ -302,18 +404,22 @@ def test_reset_memory_options_removes_offload_hooks():
 
 def test_measure_on_cpu():
     m = P.measure(lambda: sum(range(1000)), "cpu")
-    assert m.result == 499500 and m.seconds >= 0 and m.peak_bytes is None and m.peak_gib == "n/a (CPU)"
+    assert (
+        m.result == 499500 and m.seconds >= 0 and m.peak_bytes is None and m.peak_gib == "n/a (CPU)"
+    )
 
 
 def test_markdown_table():
     assert P.markdown_table(["a", "b"], [[1, "x"]]) == "| a | b |\n|---|---|\n| 1 | x |"
 
 
-# -------------------------------------------------------------------------------------------------- exercises
+# ---------------------------------------------------------------------------------------- exercises
 def test_auto_class_name_agrees_with_autopipeline(sd_folder, tmp_path):
     from diffusers import AutoPipelineForImage2Image
 
-    built = AutoPipelineForImage2Image.from_pretrained(sd_folder, safety_checker=None, requires_safety_checker=False)
+    built = AutoPipelineForImage2Image.from_pretrained(
+        sd_folder, safety_checker=None, requires_safety_checker=False
+    )
     assert ex.auto_class_name("image2image", "StableDiffusionPipeline") == type(built).__name__
     (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "PixArtSigmaPipeline"}))
     with pytest.raises(ValueError, match="can't find a pipeline linked to PixArtSigmaPipeline"):
@@ -324,9 +430,15 @@ def test_auto_class_name_agrees_with_autopipeline(sd_folder, tmp_path):
 def test_check_auto_class(capsys):
     from diffusers import StableDiffusionXLInpaintPipeline
 
-    assert ex.check_auto_class("inpainting", "StableDiffusionXLPipeline", "StableDiffusionXLInpaintPipeline")
-    assert ex.check_auto_class("inpainting", "StableDiffusionXLPipeline", StableDiffusionXLInpaintPipeline)
-    assert not ex.check_auto_class("inpainting", "StableDiffusionXLPipeline", "StableDiffusionInpaintPipeline")
+    assert ex.check_auto_class(
+        "inpainting", "StableDiffusionXLPipeline", "StableDiffusionXLInpaintPipeline"
+    )
+    assert ex.check_auto_class(
+        "inpainting", "StableDiffusionXLPipeline", StableDiffusionXLInpaintPipeline
+    )
+    assert not ex.check_auto_class(
+        "inpainting", "StableDiffusionXLPipeline", "StableDiffusionInpaintPipeline"
+    )
     assert ex.check_auto_class("image2image", "PixArtSigmaPipeline", "ValueError")
     assert not ex.check_auto_class("image2image", "PixArtSigmaPipeline", "PixArtSigmaPipeline")
     assert not ex.check_auto_class("image2image", "PixArtSigmaPipeline", None)
@@ -334,14 +446,26 @@ def test_check_auto_class(capsys):
 
 
 def test_check_from_pipe(pipe_t2i, sd_folder):
-    from diffusers import AutoPipelineForImage2Image, AutoPipelineForInpainting, EulerDiscreteScheduler
+    from diffusers import (
+        AutoPipelineForImage2Image,
+        AutoPipelineForInpainting,
+        EulerDiscreteScheduler,
+    )
 
     euler = lambda: EulerDiscreteScheduler.from_config(pipe_t2i.scheduler.config)  # noqa: E731
-    assert ex.check_from_pipe(pipe_t2i, AutoPipelineForImage2Image.from_pipe(pipe_t2i, scheduler=euler()))
+    assert ex.check_from_pipe(
+        pipe_t2i, AutoPipelineForImage2Image.from_pipe(pipe_t2i, scheduler=euler())
+    )
     assert not ex.check_from_pipe(pipe_t2i, None)
-    assert not ex.check_from_pipe(pipe_t2i, AutoPipelineForImage2Image.from_pipe(pipe_t2i))  # same scheduler class
-    assert not ex.check_from_pipe(pipe_t2i, AutoPipelineForInpainting.from_pipe(pipe_t2i, scheduler=euler()))
-    reloaded = AutoPipelineForImage2Image.from_pretrained(sd_folder, safety_checker=None, requires_safety_checker=False)
+    assert not ex.check_from_pipe(
+        pipe_t2i, AutoPipelineForImage2Image.from_pipe(pipe_t2i)
+    )  # same scheduler class
+    assert not ex.check_from_pipe(
+        pipe_t2i, AutoPipelineForInpainting.from_pipe(pipe_t2i, scheduler=euler())
+    )
+    reloaded = AutoPipelineForImage2Image.from_pretrained(
+        sd_folder, safety_checker=None, requires_safety_checker=False
+    )
     reloaded.scheduler = euler()
     assert not ex.check_from_pipe(pipe_t2i, reloaded)
     original = pipe_t2i.scheduler
@@ -353,7 +477,9 @@ def test_check_from_pipe(pipe_t2i, sd_folder):
 
 
 def test_check_strength_steps(pipe_i2i):
-    before = list(pipe_i2i.scheduler.timesteps) if pipe_i2i.scheduler.timesteps is not None else None
+    before = (
+        list(pipe_i2i.scheduler.timesteps) if pipe_i2i.scheduler.timesteps is not None else None
+    )
     assert ex.check_strength_steps(pipe_i2i, 50, 20, 0.4)
     assert not ex.check_strength_steps(pipe_i2i, 50, 20, 0.3)
     assert not ex.check_strength_steps(pipe_i2i, 50, 20, 1.5)
@@ -362,16 +488,285 @@ def test_check_strength_steps(pipe_i2i):
     assert before == after  # the learner's scheduler is left alone
 
 
-# ------------------------------------------------------------------------------------------- notebook hygiene
+# --------------------------------------------------------------------------------- notebook hygiene
 def test_notebook_is_stored_clean():
     nb = json.loads(NOTEBOOK.read_text())
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert all(not c["outputs"] and c["execution_count"] is None for c in code)
-    assert "".join(code[0]["source"]).strip() == "import course_utils\n\ncourse = course_utils.setup()"
+    assert (
+        "".join(code[0]["source"]).strip() == "import course_utils\n\ncourse = course_utils.setup()"
+    )
     text = NOTEBOOK.read_text()
-    for bad in ("torch_dtype", "use_auth_token", 'revision=\\"fp16\\"', "runwayml/", "0.18215", '[\\"sample\\"]'):
+    for bad in (
+        "torch_dtype",
+        "use_auth_token",
+        'revision=\\"fp16\\"',
+        "runwayml/",
+        "0.18215",
+        '[\\"sample\\"]',
+    ):
         assert bad not in text, bad
     assert not re.search(r"hf_[A-Za-z0-9]{20,}", text)  # no token
     source = "\n".join("".join(c["source"]) for c in code)
     assert "pipe_t2i.vae.enable_tiling" in source and ".enable_vae_tiling(" not in source
     assert "enable_attention_slicing(" not in source and "xformers" not in source
+
+
+# ------------------------------------------------------------ the notebook's loops == the pipelines
+SCHEDULERS = ("PNDMScheduler", "DDIMScheduler", "EulerDiscreteScheduler", "UniPCMultistepScheduler")
+TOLERANCE = 1e-4  # fp32 on the CPU, as in lesson 02
+
+
+def notebook_definitions(marker: str, end: str) -> str:
+    """The one code cell of the lesson containing `marker`, up to the line starting with `end`."""
+    cells = [
+        c.source
+        for c in nbformat.read(NOTEBOOK, as_version=4).cells
+        if c.cell_type == "code" and marker in c.source
+    ]
+    assert len(cells) == 1, f"expected one code cell containing {marker!r}, found {len(cells)}"
+    return cells[0][: cells[0].index(f"\n{end}")]
+
+
+@pytest.fixture(scope="module")
+def loops() -> dict:
+    """The notebook's encode_prompt, img2img_by_hand, mask_latents and inpaint_by_hand."""
+    namespace: dict = {}
+    for marker, end in (
+        ("def img2img_by_hand(", "settings = "),
+        ("def inpaint_by_hand(", "checks = "),
+    ):
+        exec(compile(notebook_definitions(marker, end), str(NOTEBOOK), "exec"), namespace)
+    return namespace
+
+
+def emoji_pipeline(folder: Path, cls_name: str, scheduler_name: str):
+    """A `cls_name` pipeline of the trained emoji model, fp32, with the named scheduler."""
+    import diffusers
+
+    pipe = getattr(diffusers, cls_name).from_pretrained(
+        folder, dtype=torch.float32, safety_checker=None, requires_safety_checker=False
+    )
+    pipe.scheduler = getattr(diffusers, scheduler_name).from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def apple():
+    from course_utils.models.emoji import load_emoji
+
+    return load_emoji("red apple", 64)
+
+
+def ellipse_mask(size: int = 64) -> Image.Image:
+    """White (repaint) ellipse in the upper middle, as the notebook draws it."""
+    from PIL import ImageDraw
+
+    mask = Image.new("L", (size, size), 0)
+    ImageDraw.Draw(mask).ellipse([0.15 * size, 0.25 * size, 0.85 * size, 0.55 * size], fill=255)
+    return mask
+
+
+def max_difference(mine: torch.Tensor, theirs: torch.Tensor) -> float:
+    assert mine.shape == theirs.shape == (1, 3, 64, 64)
+    return (mine - theirs).abs().max().item()
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("scheduler_name", SCHEDULERS)
+@pytest.mark.parametrize("strength", [0.6, 0.35])
+def test_img2img_by_hand_matches_pipeline(loops, emoji_sd_folder, apple, scheduler_name, strength):
+    pipe = emoji_pipeline(emoji_sd_folder, "StableDiffusionImg2ImgPipeline", scheduler_name)
+    settings = dict(strength=strength, num_inference_steps=6, guidance_scale=3.0)
+    mine = loops["img2img_by_hand"](
+        pipe, "green apple", apple, generator=torch.Generator().manual_seed(4), **settings
+    )
+    theirs = pipe(
+        prompt="green apple",
+        image=apple,
+        generator=torch.Generator().manual_seed(4),
+        output_type="pt",
+        **settings,
+    ).images
+    assert max_difference(mine, theirs) <= TOLERANCE
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_img2img_by_hand_matches_pipeline_with_negative_prompt(loops, emoji_sd_folder, apple):
+    pipe = emoji_pipeline(
+        emoji_sd_folder, "StableDiffusionImg2ImgPipeline", "EulerDiscreteScheduler"
+    )
+    settings = dict(strength=0.7, num_inference_steps=5, guidance_scale=3.0, negative_prompt="red")
+    mine = loops["img2img_by_hand"](
+        pipe, "apple", apple, generator=torch.Generator().manual_seed(2), **settings
+    )
+    theirs = pipe(
+        prompt="apple",
+        image=apple,
+        generator=torch.Generator().manual_seed(2),
+        output_type="pt",
+        **settings,
+    ).images
+    assert max_difference(mine, theirs) <= TOLERANCE
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_img2img_parity_check_notices_a_wrong_start(loops, emoji_sd_folder, apple):
+    """The tolerance catches a loop that starts at another timestep or draws other noise."""
+    pipe = emoji_pipeline(emoji_sd_folder, "StableDiffusionImg2ImgPipeline", "DDIMScheduler")
+    settings = dict(num_inference_steps=6, guidance_scale=3.0)
+    theirs = pipe(
+        prompt="green apple",
+        image=apple,
+        strength=0.6,
+        generator=torch.Generator().manual_seed(4),
+        output_type="pt",
+        **settings,
+    ).images
+    later = loops["img2img_by_hand"](
+        pipe,
+        "green apple",
+        apple,
+        strength=0.45,
+        generator=torch.Generator().manual_seed(4),
+        **settings,
+    )
+    other_noise = loops["img2img_by_hand"](
+        pipe,
+        "green apple",
+        apple,
+        strength=0.6,
+        generator=torch.Generator().manual_seed(5),
+        **settings,
+    )
+    assert max_difference(later, theirs) > 100 * TOLERANCE
+    assert max_difference(other_noise, theirs) > 100 * TOLERANCE
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("scheduler_name", SCHEDULERS)
+def test_inpaint_by_hand_matches_pipeline_4_channels(loops, emoji_sd_folder, scheduler_name):
+    """4-channel UNet (the emoji model): the pipeline blends the kept area back after every step."""
+    from course_utils.models.emoji import load_emoji
+
+    pipe = emoji_pipeline(emoji_sd_folder, "StableDiffusionInpaintPipeline", scheduler_name)
+    assert pipe.unet.config.in_channels == 4
+    face, mask = load_emoji("grinning face", 64), ellipse_mask()
+    settings = dict(num_inference_steps=6, guidance_scale=3.0)
+    mine = loops["inpaint_by_hand"](
+        pipe,
+        "smiling face with sunglasses",
+        face,
+        mask,
+        generator=torch.Generator().manual_seed(0),
+        **settings,
+    )
+    theirs = pipe(
+        prompt="smiling face with sunglasses",
+        image=face,
+        mask_image=mask,
+        output_type="pt",
+        generator=torch.Generator().manual_seed(0),
+        **settings,
+    ).images
+    assert max_difference(mine, theirs) <= TOLERANCE
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("scheduler_name", SCHEDULERS)
+def test_inpaint_by_hand_matches_pipeline_9_channels(loops, standin_root, scheduler_name):
+    """The stand-in has SD 1.5 inpainting's 9-channel UNet: mask and masked latents go in."""
+    import diffusers
+
+    folder = get_standin(standin_root, model_spec("sd15-inpaint"), "tiny")
+    pipe = diffusers.AutoPipelineForInpainting.from_pretrained(
+        folder, dtype=torch.float32, safety_checker=None, requires_safety_checker=False
+    )
+    pipe.scheduler = getattr(diffusers, scheduler_name).from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    assert (
+        type(pipe).__name__ == "StableDiffusionInpaintPipeline"
+        and pipe.unet.config.in_channels == 9
+    )
+    cat, mask = P.load_photo("cat", 64), ellipse_mask()
+    settings = dict(num_inference_steps=4, guidance_scale=7.5)
+    mine = loops["inpaint_by_hand"](
+        pipe, "a cat", cat, mask, generator=torch.Generator().manual_seed(1), **settings
+    )
+    theirs = pipe(
+        prompt="a cat",
+        image=cat,
+        mask_image=mask,
+        height=64,
+        width=64,
+        output_type="pt",
+        generator=torch.Generator().manual_seed(1),
+        **settings,
+    ).images
+    assert max_difference(mine, theirs) <= TOLERANCE
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_inpaint_by_hand_keeps_the_area_outside_the_mask(loops, emoji_sd_folder):
+    """The 4-channel branch blends: outside the mask the picture survives (not so if all white)."""
+    from course_utils.models.emoji import load_emoji
+
+    pipe = emoji_pipeline(emoji_sd_folder, "StableDiffusionInpaintPipeline", "PNDMScheduler")
+    face, mask = load_emoji("grinning face", 64), ellipse_mask()
+    settings = dict(num_inference_steps=6, guidance_scale=3.0)
+    inpainted = loops["inpaint_by_hand"](
+        pipe, "ghost", face, mask, generator=torch.Generator().manual_seed(0), **settings
+    )
+    everywhere = loops["inpaint_by_hand"](
+        pipe,
+        "ghost",
+        face,
+        Image.new("L", (64, 64), 255),
+        generator=torch.Generator().manual_seed(0),
+        **settings,
+    )
+    kept = torch.from_numpy(np.asarray(mask) == 0)
+    original = pipe.image_processor.preprocess(face) / 2 + 0.5
+    gap_inpainted = (inpainted - original)[..., kept].abs().mean().item()
+    gap_everywhere = (everywhere - original)[..., kept].abs().mean().item()
+    assert gap_inpainted < 0.5 * gap_everywhere, (gap_inpainted, gap_everywhere)
+
+
+def test_notebook_writes_the_diffusers_calls_out():
+    """The calls the lesson teaches appear literally; helpers enter only in the sections on them."""
+    cells = nbformat.read(NOTEBOOK, as_version=4).cells
+    code = "\n".join(c.source for c in cells if c.cell_type == "code")
+    for needed in (
+        "pipe_t2i.to(course.device)",
+        "pipe_i2i(prompt=i2i_prompt, image=init_image, strength=",
+        "pipe_inpaint(prompt=inpaint_prompt, image=inpaint_image, mask_image=mask,",
+        ".latent_dist",
+        "vae.config.scaling_factor",
+        "scheduler.set_timesteps(",
+        "scheduler.add_noise(",
+        "scheduler.scale_model_input(",
+        "image_processor.preprocess(",
+        "mask_processor.preprocess(",
+        "unet.config.in_channels == 9",
+        "negative_prompt=negative",
+        "assert difference <= tolerance",
+    ):
+        assert needed in code, needed
+    assert "**args" not in code
+    first = {
+        name: next(
+            i for i, c in enumerate(cells) if c.cell_type == "code" and f"{name}(" in c.source
+        )
+        for name in ("check_inputs", "fit_to_gpu", "apply_plan")
+    }
+    bad_input = next(i for i, c in enumerate(cells) if c.source.startswith("## 7. Bad input"))
+    small_gpu = next(
+        i for i, c in enumerate(cells) if c.source.startswith("## 9. Fitting a small GPU")
+    )
+    assert (
+        first["check_inputs"] > bad_input
+        and min(first["fit_to_gpu"], first["apply_plan"]) > small_gpu
+    )
+    text = "\n".join(c.source for c in cells)
+    assert "RuntimeError: cannot reshape tensor of 0" in text and "no error and no warning" in text
