@@ -123,13 +123,16 @@ def main() -> None:
         repeats=args.repeats,
     )
     print(
-        f"course loop  {r['candidate_s']:.3f} s/image, median of {args.repeats} ({steps / r['candidate_s']:.1f} UNet steps/s)"
+        f"course loop  {r['candidate_s']:.3f} s/image, median of {args.repeats} "
+        f"({steps / r['candidate_s']:.1f} UNet steps/s)"
     )
     print(
-        f"pipeline     {r['reference_s']:.3f} s/image, median of {args.repeats} ({steps / r['reference_s']:.1f} UNet steps/s)"
+        f"pipeline     {r['reference_s']:.3f} s/image, median of {args.repeats} "
+        f"({steps / r['reference_s']:.1f} UNet steps/s)"
     )
     print(
-        f"RATIO loop vs pipeline (pipeline time / loop time): {r['speedup']:.3f}  (90% interval {r['interval'][0]:.3f}-{r['interval'][1]:.3f}; goal: >= 0.98)"
+        f"RATIO loop vs pipeline (pipeline time / loop time): {r['speedup']:.3f}  "
+        f"(90% interval {r['interval'][0]:.3f}-{r['interval'][1]:.3f}; goal: >= 0.98)"
     )
 
     # 2. The fast path vs the eager pipeline (fp16 on a GPU, fp32 on the CPU).
@@ -139,7 +142,8 @@ def main() -> None:
     start = time.perf_counter()
     fast(prompt, generator=gen(), output_type="pt", **settings)
     print(
-        f"fast path warm-up{' (includes torch.compile)' if args.compile else ''}: {time.perf_counter() - start:.1f} s, excluded below"
+        f"fast path warm-up{' (includes torch.compile)' if args.compile else ''}: "
+        f"{time.perf_counter() - start:.1f} s, excluded below"
     )
     r = compare(
         lambda: fast(prompt, generator=gen(), output_type="pt", **settings),
@@ -153,7 +157,8 @@ def main() -> None:
     print(f"fast path ({what}) {r['candidate_s']:.3f} s/image ({steps / r['candidate_s']:.1f} UNet steps/s)")
     print(f"eager {str(base_dtype).replace('torch.', '')} pipeline {r['reference_s']:.3f} s/image")
     print(
-        f"RATIO fast path vs eager pipeline: {r['speedup']:.2f}x  (90% interval {r['interval'][0]:.2f}-{r['interval'][1]:.2f}; goal on a GPU at full size: >= 1.8x)"
+        f"RATIO fast path vs eager pipeline: {r['speedup']:.2f}x  "
+        f"(90% interval {r['interval'][0]:.2f}-{r['interval'][1]:.2f}; goal on a GPU at full size: >= 1.8x)"
     )
 
 

@@ -188,10 +188,12 @@ def main() -> None:
     device = "cuda" if on_gpu else "cpu"
     threads = ""
     if not on_gpu and args.size == "tiny":
-        torch.set_num_threads(1)  # the tiny UNet's ops are too small to share; a second thread mostly adds noise
+        # the tiny UNet's ops are too small to share; a second thread mostly adds noise
+        torch.set_num_threads(1)
         threads = ", 1 CPU thread"
     print(
-        f"device {device}{threads}, {args.size} UNet at {config.image_size} px, batch {config.train_batch_size}, {steps} steps "
+        f"device {device}{threads}, {args.size} UNet at {config.image_size} px, "
+        f"batch {config.train_batch_size}, {steps} steps "
         f"per run ({WARMUP} warm-up), {repeats} runs of each, alternating; {len(dataset)} images",
         flush=True,
     )
@@ -245,7 +247,8 @@ def main() -> None:
         )
     if flops:
         print(
-            f"UNet: {flops / 1e9:.1f} GFLOP per training image (forward + backward); MFU against {peak / 1e12:.0f} TFLOP/s"
+            f"UNet: {flops / 1e9:.1f} GFLOP per training image (forward + backward); "
+            f"MFU against {peak / 1e12:.0f} TFLOP/s"
         )
 
 

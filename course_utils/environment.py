@@ -36,7 +36,10 @@ def gpu_info() -> str:
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
         free, total = torch.cuda.mem_get_info(0)
-        return f"{props.name}, {total / 2**30:.1f} GiB ({free / 2**30:.1f} GiB free), compute capability {props.major}.{props.minor}"
+        return (
+            f"{props.name}, {total / 2**30:.1f} GiB ({free / 2**30:.1f} GiB free), "
+            f"compute capability {props.major}.{props.minor}"
+        )
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "Apple silicon GPU (mps)"
     return "no GPU: lessons run in smoke mode on the CPU"

@@ -21,7 +21,8 @@ def _as_1d(name: str, values) -> torch.Tensor:
 
 
 def _timestep_sets(used_timesteps, length: int) -> dict[str, torch.Tensor]:
-    """Normalise `used_timesteps` (None, one sequence, or {label: sequence}) to {label: 1-D long tensor}, range-checked."""
+    """Normalise `used_timesteps` (None, one sequence, or {label: sequence})
+    to {label: 1-D long tensor}, range-checked."""
     if used_timesteps is None:
         return {}
     if not isinstance(used_timesteps, Mapping):

@@ -3,7 +3,8 @@
 The notebook and this script run the same `course_utils.training.train`. Every field of TrainingConfig is an option
 (`--learning_rate 2e-4`, `--no-use_ema`, ...); `--preset` picks the starting values. Run from the repository root.
 
-  # one GPU (or the CPU): the 128 px model of diffusers' "Train a diffusion model" tutorial, on the butterflies (the shipped emoji set when offline)
+  # one GPU (or the CPU): the 128 px model of diffusers' "Train a diffusion model" tutorial, \
+on the butterflies (the shipped emoji set when offline)
   accelerate launch scripts/train_ddpm.py --preset full --dataset butterflies
 
   # all GPUs of one machine (here 4): each GPU takes its own batch of --train_batch_size images

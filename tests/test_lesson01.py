@@ -105,7 +105,8 @@ def test_ddpm_loop_matches_ddpm_pipeline(folder, unet):
 
 
 def test_the_lessons_to_pil_is_tensor_to_pil():
-    """The lesson's to_pil, written out, gives the same pixels as course_utils.images.tensor_to_pil (which `show` uses)."""
+    """The lesson's to_pil, written out, gives the same pixels as course_utils.images.tensor_to_pil
+    (which `show` uses)."""
     batch = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2.4 - 1.2  # also outside [-1, 1]
     ours, theirs = notebook_to_pil()(batch), tensor_to_pil(batch)
     assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(ours, theirs)) and len(ours) == 3

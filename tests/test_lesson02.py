@@ -123,7 +123,8 @@ def test_notebook_loop_matches_pipeline_with_negative_prompt(sd, loop):
 
 
 def test_euler_needs_both_scaling_calls(sd):
-    """Euler is the scheduler where init_noise_sigma and scale_model_input are not no-ops (so the parity means something)."""
+    """Euler is the scheduler where init_noise_sigma and scale_model_input are not no-ops
+    (so the parity means something)."""
     euler, unipc = make_scheduler(sd, "Euler"), make_scheduler(sd, "UniPC")
     for scheduler in (euler, unipc):
         scheduler.set_timesteps(3)

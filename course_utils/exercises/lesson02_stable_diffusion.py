@@ -74,7 +74,8 @@ def check_latent_shape(answer, unet, vae, height: int, width: int, batch_size: i
 
 @torch.no_grad()
 def encode_texts(tokenizer, text_encoder, texts: Sequence[str]) -> torch.Tensor:
-    """CLIP embeddings of `texts`, padded to the tokenizer's 77 tokens, as StableDiffusionPipeline.encode_prompt does."""
+    """CLIP embeddings of `texts`, padded to the tokenizer's 77 tokens,
+    as StableDiffusionPipeline.encode_prompt does."""
     ids = tokenizer(
         list(texts), padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
     ).input_ids
@@ -82,7 +83,8 @@ def encode_texts(tokenizer, text_encoder, texts: Sequence[str]) -> torch.Tensor:
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Equal up to rounding: 1e-3 in fp32; a few units of the last place in bf16/fp16 (batching changes the rounding)."""
+    """Equal up to rounding: 1e-3 in fp32; a few units of the last place in bf16/fp16
+    (batching changes the rounding)."""
     tol = max(1e-3, 4 * torch.finfo(b.dtype).eps) if b.is_floating_point() else 1e-3
     return a.shape == b.shape and torch.allclose(a.float().cpu(), b.float().cpu(), rtol=tol, atol=tol)
 
@@ -132,7 +134,8 @@ def check_text_embeddings(
         return verdict(
             False,
             "",
-            f"expected 3 dimensions (rows, tokens, hidden) = ({rows}, {tokens}, {hidden}), got shape {tuple(answer.shape)}.",
+            f"expected 3 dimensions (rows, tokens, hidden) = ({rows}, {tokens}, {hidden}), "
+            f"got shape {tuple(answer.shape)}.",
         )
     if answer.shape[1] != tokens:
         return verdict(
@@ -171,9 +174,9 @@ def cfg_reference(noise_uncond: torch.Tensor, noise_text: torch.Tensor, guidance
 def _cfg_hint(fn: Callable, uncond: torch.Tensor, text: torch.Tensor) -> str:
     """Recognise the usual slips in the guidance formula by testing them on the same inputs."""
     slips = {
-        "uncond and text are swapped: start from the unconditional prediction and move towards the text one": lambda s: (
-            text + s * (uncond - text)
-        ),
+        (
+            "uncond and text are swapped: start from the unconditional prediction and move towards the text one"
+        ): lambda s: text + s * (uncond - text),
         "the unconditional prediction is missing in front: the result is uncond + scale * (text - uncond)": lambda s: (
             s * (text - uncond)
         ),

@@ -38,7 +38,8 @@ def _probe_image(size: int = 24) -> Image.Image:
 
 
 def check_preprocess(transform: Callable | None, size: int) -> bool:
-    """Pass when `transform` turns any PIL image into a (3, size, size) float tensor in [-1, 1] like preprocess(size)."""
+    """Pass when `transform` turns any PIL image into a (3, size, size) float tensor in [-1, 1]
+    like preprocess(size)."""
     import torch
 
     from course_utils.data import preprocess

@@ -51,7 +51,8 @@ def check_total_steps(
         answer == expected,
         f"{expected} steps: {batches} batches per process per epoch, one step per {accumulation} batches "
         f"(rounded up: the last, shorter group still makes a step), times {epochs} epochs.",
-        f"{answer} is not it. Count the batches each process sees per epoch (images / (batch x processes), rounded up), "
+        f"{answer} is not it. Count the batches each process sees per epoch "
+        "(images / (batch x processes), rounded up), "
         "then group them by the accumulation (rounded up), then multiply by the epochs.",
     )
 

@@ -44,7 +44,8 @@ def check_manual_map(
         return verdict(
             False,
             "",
-            f"your map has shape {tuple(answer.shape)}, expected {tuple(expected.shape)} (the image size): upsample with F.interpolate.",
+            f"your map has shape {tuple(answer.shape)}, expected {tuple(expected.shape)} "
+            "(the image size): upsample with F.interpolate.",
         )
     if not torch.isfinite(answer).all():
         return verdict(False, "", "your map contains NaN or inf values.")
@@ -52,19 +53,22 @@ def check_manual_map(
         return verdict(
             False,
             "",
-            f"your map runs from {answer.min():.3g} to {answer.max():.3g}: normalise it to [0, 1] (min -> 0, max -> 1).",
+            f"your map runs from {answer.min():.3g} to {answer.max():.3g}: "
+            "normalise it to [0, 1] (min -> 0, max -> 1).",
         )
     error = (answer - expected).abs().max().item()
     return verdict(
         error < 1e-3,
         f"your map matches trace.word_map (largest difference {error:.1e}).",
-        f"your map differs from trace.word_map by up to {error:.3f}: sum the word's pieces, average the chosen records, "
+        f"your map differs from trace.word_map by up to {error:.3f}: "
+        "sum the word's pieces, average the chosen records, "
         "upsample each to the image size (bilinear), then normalise.",
     )
 
 
 def start_token_shares(trace, index: int = 0) -> tuple[float, float]:
-    """Share of attention given to <|startoftext|>: mean over records of the per-record pixel mean, and pooled over all pixels."""
+    """Share of attention given to <|startoftext|>: mean over records of the per-record pixel mean,
+    and pooled over all pixels."""
     per_record = [r.maps[index, 0].float() for r in trace.records]
     by_record = torch.stack([m.mean() for m in per_record]).mean().item()
     pooled = (sum(m.sum() for m in per_record) / sum(m.numel() for m in per_record)).item()
@@ -93,6 +97,9 @@ def check_start_token_share(trace, answer: float | None, index: int = 0) -> bool
     elif uniform:
         hint = f"1/{tokens} is what uniform attention would give; measure it from trace.records instead"
     else:
-        hint = "average maps[index, 0] (position 0 is <|startoftext|>) over the pixels of every record, then over the records"
+        hint = (
+            "average maps[index, 0] (position 0 is <|startoftext|>) "
+            "over the pixels of every record, then over the records"
+        )
     off = min(abs(answer - e) / e for e in expected)
     return verdict(False, "", f"{answer:.4f} is not it ({off:.0%} away from the measured share): {hint}.")
