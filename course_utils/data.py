@@ -335,7 +335,7 @@ def hub_steps(repo_id: str, split: str, hub_ok: bool, local_dir: str | Path | No
     else:
         step1 = skip(no_hub)
     return [
-        ("1. load_dataset via " + os.environ.get("HF_ENDPOINT", "the hub").replace("https://", ""), step1),
+        ("1. load_dataset via " + re.sub(r"^https?://", "", os.environ.get("HF_ENDPOINT", "the hub")), step1),
         ("2. snapshot_download" + ("" if hub_ok else " (local cache only)"),
          lambda: from_snapshot(repo_id, split, local_files_only=not hub_ok)),
         ("3. parquet files (refs/convert/parquet)", (lambda: from_parquet_branch(repo_id, split)) if hub_ok else skip(no_hub)),
@@ -356,6 +356,8 @@ def try_steps(steps: Sequence[tuple[str, Callable[[], "Dataset"]]], hub_ok: bool
     for label, step in steps:
         started = time.perf_counter()
         dataset, error = None, None
+        if verbose:  # the label first: a slow mirror must not leave the learner looking at nothing
+            print(f"  {label:<44} ", end="", flush=True)
         try:
             dataset = step()
             outcome, detail = "ok", f"{len(dataset)} rows"
@@ -365,7 +367,7 @@ def try_steps(steps: Sequence[tuple[str, Callable[[], "Dataset"]]], hub_ok: bool
             outcome, detail, error = "failed", explain(err), err
         attempts.append(Attempt(label, outcome, detail, time.perf_counter() - started))
         if verbose:
-            print(attempts[-1])
+            print(str(attempts[-1])[len(f"  {label:<44} "):])
         if error is not None and _stops_the_chain(error, hub_ok):
             raise error
         if dataset is not None:

@@ -84,7 +84,7 @@ def offline_requested(env: MutableMapping[str, str] | None = None) -> bool:
 
 
 def probe(endpoint: str = DEFAULT_ENDPOINT, timeout: float = 1.0) -> tuple[bool, str]:
-    """GET a small API page from `endpoint` and read it: (True, how) on any full HTTP answer, else (False, why).
+    """GET a small API page from `endpoint` and read it: (True, how) on a full answer below 500, else (False, why).
 
     A GET, not a HEAD: a mirror that answers HEAD but stalls on GET cannot serve a single file."""
     result: list[tuple[bool, str]] = []
@@ -95,8 +95,8 @@ def probe(endpoint: str = DEFAULT_ENDPOINT, timeout: float = 1.0) -> tuple[bool,
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 response.read(1 << 16)
             result.append((True, f"answered {response.status}"))
-        except urllib.error.HTTPError as err:  # the server answered, just not with 200
-            result.append((True, f"answered {err.code}"))
+        except urllib.error.HTTPError as err:  # 401/404: the server is there; 5xx: it is failing
+            result.append((err.code < 500, f"answered {err.code}" + (" (server error)" if err.code >= 500 else "")))
         except (OSError, ValueError) as err:
             reason = getattr(err, "reason", err)
             result.append((False, f"{type(reason).__name__}: {reason}"))

@@ -14,7 +14,6 @@ import socket
 import subprocess
 import threading
 import time
-import urllib.error
 import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -93,6 +92,22 @@ class Mirror:
         meta.write_text(json.dumps({"sha": "main", "lastModified": "2025-01-01T00:00:00.000Z"}))
         self.repos.append(f"{repo_type}/{repo_id}")
 
+    def add_branch(self, repo_type: str, repo_id: str, branch: str, files: dict[str, bytes]) -> None:
+        """Add a branch holding only `files` to a repo made by add() (e.g. the hub's parquet conversion)."""
+        folder = self.root / "mirrors" / repo_type / repo_id
+        _git(folder, "checkout", "-q", "--orphan", branch)
+        _git(folder, "rm", "-rfq", "--cached", ".")
+        for path in folder.iterdir():
+            if path.name != ".git":
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        for name, data in files.items():
+            target = folder / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(_lfs_pointer(data, folder / ".git") if name.endswith(LFS_SUFFIXES) else data)
+        _git(folder, "add", "-A")
+        _git(folder, "commit", "-q", "-m", f"{branch} branch")
+        _git(folder, "checkout", "-q", "-f", "main")
+
 
 def write_config(root: Path, port: int) -> Path:
     """olah's TOML configuration: local repos only (offline), on 127.0.0.1:`port`."""
@@ -150,61 +165,131 @@ def stop(mirror: Mirror) -> None:
         process.wait(10)
 
 
+FLOWERS = "huggan/flowers-102-categories"
+FLOWERS_CARD = b"---\nlicense: other\ntask_categories:\n- image-classification\n---\n# flowers (test copy)\n"
+
+
 def course_mirror(root: Path, models_dir: Path, parquet: bytes) -> Mirror:
     """The course's own models and a flowers-like parquet dataset, served under the hub ids the course uses."""
     mirror = Mirror("", root)
     mirror.add("models", "google/ddpm-cat-256", folder_files(models_dir / "emoji-ddpm"))
     mirror.add("models", "stable-diffusion-v1-5/stable-diffusion-v1-5", folder_files(models_dir / "emoji-sd"))
-    mirror.add("datasets", "huggan/flowers-102-categories",
-               {"README.md": b"---\nlicense: other\n---\nflowers\n",
-                "data/train-00000-of-00001.parquet": parquet})
+    mirror.add("datasets", FLOWERS, {"README.md": FLOWERS_CARD, "data/train-00000-of-00001.parquet": parquet})
+    mirror.add_branch("datasets", FLOWERS, "parquet", {"default/train/0000.parquet": parquet})
     return start(mirror)
 
 
+def flowers_parquet(images: list[Path]) -> bytes:
+    """A parquet file laid out like huggan/flowers-102-categories: one 'image' column with the PNG bytes."""
+    import io
+
+    from datasets import Dataset, Image
+
+    rows = {"image": [{"bytes": p.read_bytes(), "path": None} for p in images]}
+    buffer = io.BytesIO()
+    Dataset.from_dict(rows).cast_column("image", Image()).to_parquet(buffer)
+    return buffer.getvalue()
+
+
+def run_python(code: str, endpoint: str, hf_home: Path, timeout: float = 120, **env: str):
+    """Run `code` in a fresh Python (libraries read HF_ENDPOINT at import) against `endpoint`, full mode."""
+    import sys
+
+    full_env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HOME": str(hf_home), "COURSE_MODE": "full",
+                "HF_HUB_DOWNLOAD_TIMEOUT": "2", "HF_HUB_ETAG_TIMEOUT": "2", "PYTHONUNBUFFERED": "1",
+                "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]), **env}
+    full_env.pop("HF_HUB_OFFLINE", None)
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-c", code], env=full_env, capture_output=True, text=True,
+                            timeout=timeout, cwd=REPO_ROOT)
+    result.seconds = time.monotonic() - started
+    return result
+
+
 # ----------------------------------------------------------------------------------------------------------------
-# Broken mirrors: what olah cannot do (it answers every request in full, and ignores Range)
+# A faulty mirror: a proxy in front of olah that misbehaves the way real mirrors do (olah answers every request
+# in full and ignores Range, so it cannot stall, cut or fail by itself), and serves refs/convert/parquet
+# (olah resolves plain branch names only; the git repo keeps that branch as "parquet").
 # ----------------------------------------------------------------------------------------------------------------
-class BrokenHandler(BaseHTTPRequestHandler):
-    """A hub-like server that misbehaves as `server.behaviour` says: 'stall', 'cut' or '5xx'."""
+REWRITES = {"refs%2Fconvert%2Fparquet": "parquet", "refs/convert/parquet": "parquet"}
+HOP_HEADERS = {"connection", "transfer-encoding", "keep-alive", "host"}
+
+
+class FaultyHandler(BaseHTTPRequestHandler):
+    """Forwards to `server.upstream`, except as `server.behaviour` says: 'pass', 'stall', 'stall-files',
+    'cut' (the first `server.faults` file downloads stop half-way) or '5xx'."""
 
     protocol_version = "HTTP/1.1"
-    body = b"x" * 200_000
 
     def log_message(self, *args) -> None:  # keep the test output clean
         pass
 
-    def _head(self, status: int = 200, length: int | None = None) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(self.body) if length is None else length))
-        self.send_header("ETag", '"abc"')
-        self.send_header("X-Repo-Commit", "0" * 40)
-        self.end_headers()
-
     def do_HEAD(self) -> None:
-        self._head(503 if self.server.behaviour == "5xx" else 200)
+        self._forward("HEAD")
 
     def do_GET(self) -> None:
-        behaviour = self.server.behaviour
-        self.server.gets += 1
-        if behaviour == "5xx":
-            self._head(503, 0)
-        elif behaviour == "stall":
-            self.server.release.wait(120)  # never answers until the test ends
-        elif behaviour == "cut":
-            self._head()
-            self.wfile.write(self.body[:1000])
-            self.wfile.flush()
-            self.connection.shutdown(socket.SHUT_RDWR)
+        self._forward("GET")
+
+    def _send(self, status: int, headers: list[tuple[str, str]], body: bytes, length: int | None = None) -> None:
+        self.send_response(status)
+        for key, value in headers:
+            if key.lower() not in HOP_HEADERS and key.lower() != "content-length":
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body) if length is None else length))
+        self.end_headers()
+
+    def _forward(self, method: str) -> None:
+        server, path = self.server, self.path
+        for old, new in REWRITES.items():
+            path = path.replace(old, new)
+        is_file = "/resolve/" in path and method == "GET"
+        server.requests.append(f"{method} {path}")
+        if server.behaviour == "5xx":
+            body = b'{"error": "upstream unavailable"}'
+            self._send(503, [("Content-Type", "application/json")], body)
+            self.wfile.write(body if method == "GET" else b"")
+            return
+        if method == "GET" and (server.behaviour == "stall" or (server.behaviour == "stall-files" and is_file)):
+            server.release.wait(600)  # answers nothing until the test ends
             self.close_connection = True
+            return
+        status, headers, body = _upstream(server.upstream, method, path, self.headers)
+        if server.behaviour == "cut" and is_file and server.faults > 0 and len(body) > 1000:
+            server.faults -= 1
+            self._send(status, headers, body, len(body))
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        upstream_length = dict((k.lower(), v) for k, v in headers).get("content-length", len(body))
+        self._send(status, headers, body, len(body) if method == "GET" else int(upstream_length))
+        if method == "GET":
+            self.wfile.write(body)
+
+
+def _upstream(url: str, method: str, path: str, headers) -> tuple[int, list[tuple[str, str]], bytes]:
+    """The upstream's full answer to one request."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    sent = {k: v for k, v in headers.items() if k.lower() not in HOP_HEADERS}
+    connection.request(method, path, headers=sent)
+    response = connection.getresponse()
+    body = response.read()
+    connection.close()
+    return response.status, response.getheaders(), body
 
 
 @contextmanager
-def broken_server(behaviour: str) -> Iterator[ThreadingHTTPServer]:
-    """Run a BrokenHandler server in a thread; yields it with `.url` set; stopped on exit."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), BrokenHandler)
+def faulty_mirror(upstream: str, behaviour: str = "pass", faults: int = 0) -> Iterator[ThreadingHTTPServer]:
+    """Run a FaultyHandler proxy to `upstream` in a thread; yields the server with `.url`; stopped on exit."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FaultyHandler)
     server.daemon_threads = True
-    server.behaviour, server.gets, server.release = behaviour, 0, threading.Event()
+    server.upstream, server.behaviour, server.faults = upstream, behaviour, faults
+    server.release, server.requests = threading.Event(), []
     server.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -214,9 +299,3 @@ def broken_server(behaviour: str) -> Iterator[ThreadingHTTPServer]:
         server.release.set()
         server.shutdown()
         server.server_close()
-
-
-def copy_tree(source: Path, target: Path) -> Path:
-    """A copy of `source` at `target` (for tests that must not change shipped files)."""
-    shutil.copytree(source, target)
-    return target
