@@ -99,7 +99,10 @@ def probe(endpoint: str = DEFAULT_ENDPOINT, timeout: float = 1.0) -> tuple[bool,
             result.append((err.code < 500, f"answered {err.code}" + (" (server error)" if err.code >= 500 else "")))
         except (OSError, ValueError) as err:
             reason = getattr(err, "reason", err)
-            result.append((False, f"{type(reason).__name__}: {reason}"))
+            if isinstance(reason, TimeoutError):
+                result.append((False, f"no answer to GET {PROBE_PATH} within {timeout:g} s"))
+            else:
+                result.append((False, f"{type(reason).__name__}: {reason}"))
 
     # A thread bounds the whole probe: urlopen's timeout does not cover a hanging DNS lookup.
     worker = threading.Thread(target=ask, daemon=True)

@@ -51,7 +51,7 @@ def _waiting_for(spec: ModelSpec) -> str:
             f"most {os.environ.get('HF_HUB_DOWNLOAD_TIMEOUT', '10')} s for data: HF_HUB_DOWNLOAD_TIMEOUT)")
 
 
-def download(spec: ModelSpec, attempts: int = 2) -> Path:
+def download(spec: ModelSpec, attempts: int = 3) -> Path:
     """Download the files the course needs (safetensors + configs, with a progress bar), retrying a broken
     connection: each retry resumes where the last one stopped. Raises the last error if every attempt fails."""
     from huggingface_hub import snapshot_download

@@ -290,10 +290,17 @@ def _save_samples(accelerator, unet, ema, noise_scheduler, config: TrainingConfi
 
 
 def _save_checkpoint(accelerator, config: TrainingConfig, step: int) -> Path:
-    """accelerator.save_state into checkpoints/checkpoint-<step>, then keep only the newest ones."""
+    """accelerator.save_state into a hidden folder, renamed to checkpoints/checkpoint-<step> once complete (a run
+    killed while saving leaves no half-written checkpoint), then keep only the newest ones."""
     folder = runs.checkpoint_folder(config.output_dir, step)
-    accelerator.save_state(str(folder))
+    partial = runs.partial_folder(folder)
     if accelerator.is_main_process:
+        runs.remove_partial_checkpoints(config.output_dir)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        runs.publish_checkpoint(partial, folder)
         runs.prune_checkpoints(config.output_dir, config.checkpoints_total_limit)
     accelerator.wait_for_everyone()
     return folder
