@@ -8,6 +8,7 @@ process), never from the global random state; batches come from accelerate's see
 skip_first_batches after a resume); the EMA and the trainer's counters are saved with accelerator.save_state."""
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -306,6 +307,24 @@ def _save_checkpoint(accelerator, config: TrainingConfig, step: int) -> Path:
     return folder
 
 
+def stop_if_not_finite(losses: list[tuple[int, float]], config: TrainingConfig, mixed_precision: str) -> None:
+    """Stop the run (nothing more is saved) at the first NaN or infinite loss, naming the likely causes."""
+    bad = next(((step, value) for step, value in losses if not math.isfinite(value)), None)
+    if bad is None:
+        return
+    causes = [f"learning_rate={config.learning_rate:g} too high (try 10x lower)"]
+    if config.max_grad_norm > 10:
+        causes.append(f"max_grad_norm={config.max_grad_norm:g} clips too little (try 1.0)")
+    if mixed_precision == "fp16":
+        causes.append("fp16 overflow (try mixed_precision='bf16' or 'no')")
+    causes.append("NaN or infinite values in the images (check the dataset's transform)")
+    raise FloatingPointError(
+        f"The loss became {bad[1]} at step {bad[0]}: training stopped, and neither this step's weights nor a "
+        f"model were saved. Likely causes: {'; '.join(causes)}. Earlier checkpoints in "
+        f"{Path(config.output_dir) / runs.CHECKPOINTS} are from before it went wrong."
+    )
+
+
 def _progress_bar(total: int, initial: int, disable: bool):
     """tqdm: a widget in Jupyter when ipywidgets is installed, text otherwise (never a warning about it)."""
     try:
@@ -432,6 +451,8 @@ def train(config: TrainingConfig, dataset, model=None, noise_scheduler=None, res
         if not pending:
             return
         values = accelerator.reduce(torch.stack([loss for _, loss in pending]), reduction="mean").tolist()
+        stop_if_not_finite([(entry["step"], value) for (entry, _), value in zip(pending, values)], config,
+                           accelerator.mixed_precision)
         for (entry, _), value in zip(pending, values):
             entry["loss"] = value
             state.history.append(entry)
