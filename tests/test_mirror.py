@@ -155,3 +155,21 @@ def test_olah_ignores_range_so_resume_is_tested_with_a_cutting_proxy(olah_mirror
     request = urllib.request.Request(url, headers={"Range": "bytes=10-"})
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 200 and len(response.read()) == (SHIPPED / "emoji-ddpm/config.json").stat().st_size
+
+
+def test_second_setup_probes_again_after_the_first_went_offline(olah_mirror, tmp_path):
+    """setup() turned offline mode on for a dead endpoint; a later setup(mirror=...) must probe the new one."""
+    code = f"""
+import course_utils, socket
+with socket.socket() as s:
+    s.bind(("127.0.0.1", 0)); dead = f"http://127.0.0.1:{{s.getsockname()[1]}}"
+first = course_utils.setup(mirror=dead)
+second = course_utils.setup(mirror={olah_mirror.url!r})
+print("HUB_OK", first.hub_ok, second.hub_ok)
+"""
+    out = _ok(mirror.run_python(code, olah_mirror.url, tmp_path / "hf"))
+    states = [line for line in out.splitlines() if line.startswith("  hub ")]
+    assert "NOT reachable (ConnectionRefusedError" in states[0], states
+    assert "answers now (answered 200), but an earlier setup() already started the hub libraries in offline " \
+           "mode: restart the kernel" in states[1], states
+    assert "you set HF_HUB_OFFLINE" not in out

@@ -1,0 +1,35 @@
+"""Set-up mistakes a new user makes get a message that says what to do."""
+from __future__ import annotations
+
+import pytest
+
+from course_utils.course import Course
+from course_utils.registry import model_spec
+
+
+def test_moved_repo_is_named_with_its_new_id():
+    with pytest.raises(KeyError) as err:
+        model_spec("runwayml/stable-diffusion-v1-5")
+    text = str(err.value)
+    assert text.startswith("'runwayml/stable-diffusion-v1-5' was deleted from the hub; the same weights moved to "
+                           "'stable-diffusion-v1-5/stable-diffusion-v1-5'")
+    assert "v1-4" not in text
+
+
+def test_unknown_model_message_prints_its_lines():
+    with pytest.raises(KeyError) as err:
+        model_spec("sd-15")
+    assert "\\n" not in str(err.value) and "\nKnown models" in str(err.value)
+
+
+@pytest.mark.parametrize("bad", ["512", 512.0, None, True])
+def test_course_size_needs_a_whole_number(bad):
+    course = Course("smoke", "cpu", None, "https://huggingface.co", None, False)
+    with pytest.raises(ValueError, match=r"px=.*expected a whole number of at least 1"):
+        course.size(bad)
+    assert course.size(512) == 64
+
+
+def test_model_name_that_is_not_text_is_explained():
+    with pytest.raises(TypeError, match="expected a short name such as 'sd15'"):
+        model_spec(15)
