@@ -98,6 +98,52 @@ def find_corrupt_images(paths: Sequence[Path]) -> dict[Path, str]:
     return bad
 
 
+METADATA_EXAMPLE = '{"file_name": "0001.png", "text": "a caption"}'
+
+
+def _metadata_rows(path: Path) -> list[tuple[int, dict]]:
+    """(line number, row) for each row of a metadata.jsonl or metadata.csv; bad lines raise a ValueError."""
+    import csv
+    import json
+
+    if path.suffix == ".csv":
+        with open(path, newline="", encoding="utf-8") as f:
+            return [(i + 2, row) for i, row in enumerate(csv.DictReader(f))]
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"line {number} of {path} is not valid JSON ({err.msg}): {line[:80]!r}. Each line "
+                             f"must be one JSON object, e.g. {METADATA_EXAMPLE}.") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"line {number} of {path} is {type(row).__name__}, not a JSON object such as "
+                             f"{METADATA_EXAMPLE}.")
+        rows.append((number, row))
+    return rows
+
+
+def check_metadata(folder: Path) -> None:
+    """Check every metadata.jsonl/.csv under `folder` before datasets reads it: valid lines, a file_name in each
+    row, and every named file present (datasets would keep rows for missing files, and training crash later)."""
+    for path in sorted(folder.rglob("metadata.jsonl")) + sorted(folder.rglob("metadata.csv")):
+        rows = _metadata_rows(path)
+        unnamed = [n for n, row in rows if not row.get("file_name")]
+        if unnamed:
+            raise ValueError(f"{path}: line(s) {unnamed[:5]} have no 'file_name'. Every row names its image, "
+                             f"e.g. {METADATA_EXAMPLE}.")
+        missing = [(n, row["file_name"]) for n, row in rows if not (path.parent / str(row["file_name"])).is_file()]
+        if missing:
+            listed = ", ".join(f"{name!r} (line {n})" for n, name in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise FileNotFoundError(
+                f"{path} names {len(missing)} file(s) that are not in {path.parent}: {listed}{more}. "
+                "Fix those names, delete their lines, or add the images."
+            )
+
+
 def offline_dataset_dir() -> Path:
     """Folder of the shipped emoji dataset: $COURSE_DATA_DIR/emoji if set, else data/emoji in this repository."""
     root = Path(os.environ.get("COURSE_DATA_DIR", DATA_ROOT)).expanduser()
@@ -178,6 +224,11 @@ def load_image_folder(folder: str | Path, split: str = "train", data_files: Any 
             "'file_name' and a 'text' column for captions."
         )
     bad = find_corrupt_images(images)
+    if len(bad) == len(images):
+        listed = "\n".join(f"    {p.name}: {why[:120]}" for p, why in list(bad.items())[:5])
+        raise ValueError(f"None of the {len(images)} image files in {folder} can be read:\n{listed}\n"
+                         "Re-download or re-export them (Pillow must open them), then load the folder again.")
+    check_metadata(folder)
     try:
         with quiet_datasets():
             if data_files is not None:
