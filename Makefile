@@ -19,7 +19,8 @@ OLAH_VENV  := build/olah-venv
 OLAH_STAMP := $(OLAH_VENV)/.installed
 $(OLAH_STAMP): requirements-mirror.txt
 	@test -x $(OLAH_VENV)/bin/python || $(PYTHON) -m venv $(OLAH_VENV)
-	$(OLAH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-mirror.txt
+	$(OLAH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-r requirements-mirror.txt
 	@touch $(OLAH_STAMP)
 
 olah: $(OLAH_STAMP)

@@ -194,11 +194,13 @@ class CrossAttentionTrace:
     records: list[AttentionRecord] = field(default_factory=list)
     timesteps: list[float] = field(default_factory=list)
     latent_sizes: list[tuple[int, int]] = field(default_factory=list)
-    prompt_ids: list[tuple[int, ...]] = field(default_factory=list)  # what the text encoder was given
+    # what the text encoder was given
+    prompt_ids: list[tuple[int, ...]] = field(default_factory=list)
 
     # -- recording ------------------------------------------------------------------------------------------------
     def _on_text_encoder_call(self, encoder, args, kwargs) -> None:
-        """Forward pre-hook on the pipeline's text encoder: note the token ids of every prompt it encodes."""
+        """Forward pre-hook on the pipeline's text encoder: note the token ids of every prompt it
+        encodes."""
         ids = args[0] if args else kwargs.get("input_ids")
         if isinstance(ids, torch.Tensor) and ids.ndim == 2:
             self.prompt_ids.extend(tuple(row) for row in ids.tolist())
@@ -313,9 +315,10 @@ class CrossAttentionTrace:
         sizes = {r.size for r in records if r.layer == records[0].layer}
         if len(sizes) > 1:
             raise ValueError(
-                f"the selected steps come from generations of different sizes (layer {records[0].layer} saw "
-                f"grids {sorted(sizes)}): trace one generation per `with` block, call trace.clear() before the "
-                "next one, or choose steps= from one generation."
+                "the selected steps come from generations of different sizes (layer "
+                f"{records[0].layer} saw grids {sorted(sizes)}): trace one generation per `with` "
+                "block, call trace.clear() before the next one, or choose steps= from one "
+                "generation."
             )
         size = size or self.image_size()
         total, count = None, 0
@@ -328,18 +331,22 @@ class CrossAttentionTrace:
         return total / count
 
     def _require_traced_prompt(self, prompt: str) -> None:
-        """Refuse a prompt the traced text encoder never saw: its token positions would index another prompt."""
+        """Refuse a prompt the traced text encoder never saw: its token positions would index
+        another prompt."""
         if not self.prompt_ids:  # a bare UNet, or prompt_embeds passed in: nothing to compare with
             return
         tokenizer = self._require_tokenizer()
-        ids = tuple(tokenizer(prompt, truncation=True, max_length=tokenizer.model_max_length).input_ids)
+        limit = tokenizer.model_max_length
+        ids = tuple(tokenizer(prompt, truncation=True, max_length=limit).input_ids)
         if any(row[: len(ids)] == ids for row in self.prompt_ids):
             return
-        seen = [tokenizer.decode(row, skip_special_tokens=True) for row in dict.fromkeys(self.prompt_ids)]
+        rows = dict.fromkeys(self.prompt_ids)
+        seen = [tokenizer.decode(row, skip_special_tokens=True) for row in rows]
         raise ValueError(
             f"prompt={prompt!r} is not a prompt of the traced generation (it encoded "
-            f"{', '.join(repr(t) for t in seen if t) or 'only empty prompts'}). The maps are indexed by the traced "
-            "prompt's tokens: pass that prompt, or generate with this one inside a new trace."
+            f"{', '.join(repr(t) for t in seen if t) or 'only empty prompts'}). The maps are "
+            "indexed by the traced prompt's tokens: pass that prompt, or generate with this one "
+            "inside a new trace."
         )
 
     def word_map(self, prompt: str, word: str, index: int = 0, layers=None, steps=None, normalize: bool = True) -> torch.Tensor:

@@ -16,7 +16,8 @@ MODES = ("smoke", "full")
 # Smoke mode's trained emoji models are tiny (8 x 8 latents, 32 px pixels): 20 steps cost well under a second.
 SMOKE_MAX_STEPS = 20
 SMOKE_MIN_SIZE = 32
-# Set next to HF_HUB_OFFLINE when setup() (not the learner) turned offline mode on, so a later setup() probes again.
+# Set next to HF_HUB_OFFLINE when setup() (not the learner) turned offline mode on, so a later
+# setup() probes again.
 OFFLINE_MARK = "COURSE_OFFLINE_BY_SETUP"
 
 
@@ -114,7 +115,8 @@ def _token_status() -> str:
 
 
 def _hub_state(endpoint: str, probe_timeout: float) -> tuple[bool, str]:
-    """Decide once whether the hub answers; (hub_ok, what to print). Turns offline mode on when it does not."""
+    """Decide once whether the hub answers; (hub_ok, what to print). Turns offline mode on when it
+    does not."""
     import sys
 
     if hub.offline_requested() and os.environ.get(OFFLINE_MARK) != "1":
@@ -126,8 +128,8 @@ def _hub_state(endpoint: str, probe_timeout: float) -> tuple[bool, str]:
     loaded = sys.modules.get("huggingface_hub.constants")
     if ok and loaded is not None and loaded.HF_HUB_OFFLINE:
         os.environ["HF_HUB_OFFLINE"] = "1"
-        return False, (f"answers now ({how}), but an earlier setup() already started the hub libraries in "
-                       "offline mode: restart the kernel and run this setup() first")
+        return False, (f"answers now ({how}), but an earlier setup() already started the hub "
+                       "libraries in offline mode: restart the kernel and run this setup() first")
     if ok:
         os.environ.pop(OFFLINE_MARK, None)
         return True, f"reachable ({how}; {took})"

@@ -102,7 +102,8 @@ METADATA_EXAMPLE = '{"file_name": "0001.png", "text": "a caption"}'
 
 
 def _metadata_rows(path: Path) -> list[tuple[int, dict]]:
-    """(line number, row) for each row of a metadata.jsonl or metadata.csv; bad lines raise a ValueError."""
+    """(line number, row) for each row of a metadata.jsonl or metadata.csv; bad lines raise a
+    ValueError."""
     import csv
     import json
 
@@ -116,30 +117,35 @@ def _metadata_rows(path: Path) -> list[tuple[int, dict]]:
         try:
             row = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"line {number} of {path} is not valid JSON ({err.msg}): {line[:80]!r}. Each line "
-                             f"must be one JSON object, e.g. {METADATA_EXAMPLE}.") from None
+            raise ValueError(
+                f"line {number} of {path} is not valid JSON ({err.msg}): {line[:80]!r}. "
+                f"Each line must be one JSON object, e.g. {METADATA_EXAMPLE}."
+            ) from None
         if not isinstance(row, dict):
-            raise ValueError(f"line {number} of {path} is {type(row).__name__}, not a JSON object such as "
-                             f"{METADATA_EXAMPLE}.")
+            raise ValueError(f"line {number} of {path} is {type(row).__name__}, not a JSON "
+                             f"object such as {METADATA_EXAMPLE}.")
         rows.append((number, row))
     return rows
 
 
 def check_metadata(folder: Path) -> None:
-    """Check every metadata.jsonl/.csv under `folder` before datasets reads it: valid lines, a file_name in each
-    row, and every named file present (datasets would keep rows for missing files, and training crash later)."""
+    """Check every metadata.jsonl/.csv under `folder` before datasets reads it: valid lines, a
+    file_name in each row, and every named file present (datasets would keep rows for missing files,
+    and training crash later)."""
     for path in sorted(folder.rglob("metadata.jsonl")) + sorted(folder.rglob("metadata.csv")):
         rows = _metadata_rows(path)
         unnamed = [n for n, row in rows if not row.get("file_name")]
         if unnamed:
-            raise ValueError(f"{path}: line(s) {unnamed[:5]} have no 'file_name'. Every row names its image, "
-                             f"e.g. {METADATA_EXAMPLE}.")
-        missing = [(n, row["file_name"]) for n, row in rows if not (path.parent / str(row["file_name"])).is_file()]
+            raise ValueError(f"{path}: line(s) {unnamed[:5]} have no 'file_name'. Every row names "
+                             f"its image, e.g. {METADATA_EXAMPLE}.")
+        missing = [(n, row["file_name"]) for n, row in rows
+                   if not (path.parent / str(row["file_name"])).is_file()]
         if missing:
             listed = ", ".join(f"{name!r} (line {n})" for n, name in missing[:5])
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
             raise FileNotFoundError(
-                f"{path} names {len(missing)} file(s) that are not in {path.parent}: {listed}{more}. "
+                f"{path} names {len(missing)} file(s) that are not in {path.parent}: "
+                f"{listed}{more}. "
                 "Fix those names, delete their lines, or add the images."
             )
 
@@ -226,8 +232,9 @@ def load_image_folder(folder: str | Path, split: str = "train", data_files: Any 
     bad = find_corrupt_images(images)
     if len(bad) == len(images):
         listed = "\n".join(f"    {p.name}: {why[:120]}" for p, why in list(bad.items())[:5])
-        raise ValueError(f"None of the {len(images)} image files in {folder} can be read:\n{listed}\n"
-                         "Re-download or re-export them (Pillow must open them), then load the folder again.")
+        raise ValueError(f"None of the {len(images)} image files in {folder} can be read:\n"
+                         f"{listed}\nRe-download or re-export them (Pillow must open them), then "
+                         "load the folder again.")
     check_metadata(folder)
     try:
         with quiet_datasets():
@@ -386,7 +393,8 @@ def hub_steps(repo_id: str, split: str, hub_ok: bool, local_dir: str | Path | No
     else:
         step1 = skip(no_hub)
     return [
-        ("1. load_dataset via " + re.sub(r"^https?://", "", os.environ.get("HF_ENDPOINT", "the hub")), step1),
+        ("1. load_dataset via " + re.sub(r"^https?://", "", os.environ.get("HF_ENDPOINT", "hub")),
+         step1),
         ("2. snapshot_download" + ("" if hub_ok else " (local cache only)"),
          lambda: from_snapshot(repo_id, split, local_files_only=not hub_ok)),
         ("3. parquet files (refs/convert/parquet)", (lambda: from_parquet_branch(repo_id, split)) if hub_ok else skip(no_hub)),

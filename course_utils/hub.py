@@ -22,7 +22,8 @@ TRUE_VALUES = {"1", "true", "yes", "on"}
 
 
 def check_url(value: object, name: str) -> str:
-    """Return `value` without a trailing slash if it is an http(s) URL with a host; else raise a ValueError."""
+    """Return `value` without a trailing slash if it is an http(s) URL with a host; else raise a
+    ValueError."""
     from urllib.parse import urlsplit
 
     text = value.strip() if isinstance(value, str) else ""
@@ -33,7 +34,8 @@ def check_url(value: object, name: str) -> str:
         f"{name}={value!r} is not a URL. Expected http(s)://host, e.g. 'https://hf-mirror.com'"
         f"{' or one of ' + repr(sorted(MIRRORS)) if name == 'mirror' else ''}. "
         + ("Fix or unset the HF_ENDPOINT environment variable (it is read before the hub is used)."
-           if name == "HF_ENDPOINT" else "Pass e.g. mirror='hf-mirror' or mirror='https://hf-mirror.com'.")
+           if name == "HF_ENDPOINT"
+           else "Pass e.g. mirror='hf-mirror' or mirror='https://hf-mirror.com'.")
     )
 
 
@@ -84,7 +86,8 @@ def offline_requested(env: MutableMapping[str, str] | None = None) -> bool:
 
 
 def probe(endpoint: str = DEFAULT_ENDPOINT, timeout: float = 1.0) -> tuple[bool, str]:
-    """GET a small API page from `endpoint` and read it: (True, how) on a full answer below 500, else (False, why).
+    """GET a small API page from `endpoint` and read it: (True, how) on a full answer below 500,
+    else (False, why).
 
     A GET, not a HEAD: a mirror that answers HEAD but stalls on GET cannot serve a single file."""
     result: list[tuple[bool, str]] = []
@@ -96,7 +99,8 @@ def probe(endpoint: str = DEFAULT_ENDPOINT, timeout: float = 1.0) -> tuple[bool,
                 response.read(1 << 16)
             result.append((True, f"answered {response.status}"))
         except urllib.error.HTTPError as err:  # 401/404: the server is there; 5xx: it is failing
-            result.append((err.code < 500, f"answered {err.code}" + (" (server error)" if err.code >= 500 else "")))
+            failing = " (server error)" if err.code >= 500 else ""
+            result.append((err.code < 500, f"answered {err.code}{failing}"))
         except (OSError, ValueError) as err:
             reason = getattr(err, "reason", err)
             if isinstance(reason, TimeoutError):
@@ -119,7 +123,8 @@ def hub_reachable(endpoint: str = DEFAULT_ENDPOINT, timeout: float = 1.0) -> boo
 
 
 def _fill_missing_timeouts(request) -> None:
-    """httpx request hook: give every request huggingface_hub sends without a timeout the configured ones."""
+    """httpx request hook: give every request huggingface_hub sends without a timeout the configured
+    ones."""
     limits = request.extensions.get("timeout") or {}
     if all(limits.get(key) is not None for key in ("connect", "read", "write", "pool")):
         return
@@ -132,9 +137,10 @@ def _fill_missing_timeouts(request) -> None:
 def bounded_client():
     """huggingface_hub's own httpx client, except that no request may wait forever.
 
-    huggingface_hub 2.x builds its client with timeout=None, and its API calls (repo_info, list files) pass no
-    timeout: a mirror that stops answering would hang them for ever. This keeps its hooks and settings and adds
-    HF_HUB_ETAG_TIMEOUT (connect) and HF_HUB_DOWNLOAD_TIMEOUT (each read) where a request has none."""
+    huggingface_hub 2.x builds its client with timeout=None, and its API calls (repo_info, list
+    files) pass no timeout: a mirror that stops answering would hang them for ever. This keeps its
+    hooks and settings and adds HF_HUB_ETAG_TIMEOUT (connect) and HF_HUB_DOWNLOAD_TIMEOUT (each
+    read) where a request has none."""
     from huggingface_hub.utils._http import default_client_factory
 
     client = default_client_factory()
@@ -143,7 +149,8 @@ def bounded_client():
 
 
 def bound_hub_requests() -> None:
-    """Make huggingface_hub (and datasets, diffusers, transformers, which use its client) use bounded_client."""
+    """Make huggingface_hub (and datasets, diffusers, transformers, which use its client) use
+    bounded_client."""
     import huggingface_hub
 
     huggingface_hub.set_client_factory(bounded_client)

@@ -38,8 +38,9 @@ def latents_to_pil(vae, latents: torch.Tensor) -> list[Image.Image]:
 
 
 def load_image(path: str | Path) -> Image.Image:
-    """Open an image file (or URL) as RGB, with a clear error if the path does not exist or is not an image.
-    Transparency becomes white and 16-bit images are scaled to 8 bits, as in the dataset path (data.to_rgb)."""
+    """Open an image file (or URL) as RGB, with a clear error if the path does not exist or is not
+    an image. Transparency becomes white and 16-bit images are scaled to 8 bits, as in the dataset
+    path (data.to_rgb)."""
     from diffusers.utils import load_image as diffusers_load_image
 
     from .data import to_rgb

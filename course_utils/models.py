@@ -12,7 +12,9 @@ from .registry import ModelSpec
 from .standins import get_standin
 
 # Errors a second attempt cannot fix: the repo or file is not there, or access is refused.
-NOT_RETRIED = {"RepositoryNotFoundError", "GatedRepoError", "EntryNotFoundError", "RevisionNotFoundError"}
+NOT_RETRIED = {
+    "RepositoryNotFoundError", "GatedRepoError", "EntryNotFoundError", "RevisionNotFoundError",
+}
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,10 @@ def _waiting_for(spec: ModelSpec) -> str:
     """What a download is about to wait for, and for at most how long per request."""
     import os
 
-    return (f"downloading {spec.repo_id} from {os.environ.get('HF_ENDPOINT', 'the hub')} (each request waits at "
-            f"most {os.environ.get('HF_HUB_DOWNLOAD_TIMEOUT', '10')} s for data: HF_HUB_DOWNLOAD_TIMEOUT)")
+    endpoint = os.environ.get("HF_ENDPOINT", "the hub")
+    wait = os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT", "10")
+    return (f"downloading {spec.repo_id} from {endpoint} (each request waits at most {wait} s "
+            "for data: HF_HUB_DOWNLOAD_TIMEOUT)")
 
 
 def download(spec: ModelSpec, attempts: int = 3) -> Path:

@@ -135,15 +135,17 @@ def check_strength(strength: Any, num_inference_steps: int | None = None) -> flo
 
 
 def check_guidance(guidance_scale: Any) -> float:
-    """Classifier-free guidance scale: a finite number >= 0 (at most 1 means no guidance in diffusers)."""
-    expected = "expected a finite number >= 0, e.g. guidance_scale=7.5 (1 or less switches guidance off)"
+    """Classifier-free guidance scale: a finite number >= 0 (at most 1 means no guidance in
+    diffusers)."""
+    expected = ("expected a finite number >= 0, e.g. guidance_scale=7.5 "
+                "(1 or less switches guidance off)")
     if isinstance(guidance_scale, str):
         raise TypeError(f"guidance_scale={guidance_scale!r} is text: {expected}, without quotes.")
     if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
         raise TypeError(f"guidance_scale={guidance_scale!r}: {expected}.")
     if not math.isfinite(guidance_scale) or guidance_scale < 0:
-        raise ValueError(f"guidance_scale={guidance_scale!r}: {expected}. NaN would silently switch guidance "
-                         "off, and infinity turns every pixel black.")
+        raise ValueError(f"guidance_scale={guidance_scale!r}: {expected}. NaN would silently "
+                         "switch guidance off, and infinity turns every pixel black.")
     return float(guidance_scale)
 
 

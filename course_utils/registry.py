@@ -69,7 +69,8 @@ DATASETS: dict[str, str] = {
 }
 
 
-# Owners whose repos were deleted from the hub, and the owner that keeps copies under the same names.
+# Owners whose repos were deleted from the hub, and the owner that keeps copies under the same
+# names.
 MOVED_OWNERS: dict[str, str] = {"runwayml": "stable-diffusion-v1-5"}
 
 
@@ -81,7 +82,8 @@ def moved_to(repo_id: str) -> str | None:
 
 
 class UnknownModelError(KeyError):
-    """A model name the registry does not know; prints its message as written (KeyError would quote it)."""
+    """A model name the registry does not know; prints its message as written (KeyError would quote
+    it)."""
 
     def __str__(self) -> str:
         return str(self.args[0]) if self.args else ""
@@ -90,7 +92,8 @@ class UnknownModelError(KeyError):
 def model_spec(name: str) -> ModelSpec:
     """Look a model up by short name or by hub id; unknown names raise a KeyError that lists the known ones."""
     if not isinstance(name, str):
-        raise TypeError(f"name={name!r}: expected a short name such as 'sd15' or a hub id (a string).")
+        raise TypeError(f"name={name!r}: expected a short name such as 'sd15' "
+                        "or a hub id (a string).")
     if name in MODELS:
         return MODELS[name]
     for spec in MODELS.values():

@@ -98,8 +98,8 @@ def _write_readme(folder: Path, spec: ModelSpec, size: str) -> None:
 
 
 def share_like_other_files(folder: Path) -> None:
-    """Give `folder` and everything in it the permissions a plain mkdir/open would (mkdtemp makes 0700 and
-    safetensors 0600), so other users of a shared HF_HOME can read the stand-in."""
+    """Give `folder` and everything in it the permissions a plain mkdir/open would (mkdtemp makes
+    0700 and safetensors 0600), so other users of a shared HF_HOME can read the stand-in."""
     umask = os.umask(0)
     os.umask(umask)
     for path in [folder, *folder.rglob("*")]:

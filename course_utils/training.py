@@ -291,8 +291,9 @@ def _save_samples(accelerator, unet, ema, noise_scheduler, config: TrainingConfi
 
 
 def _save_checkpoint(accelerator, config: TrainingConfig, step: int) -> Path:
-    """accelerator.save_state into a hidden folder, renamed to checkpoints/checkpoint-<step> once complete (a run
-    killed while saving leaves no half-written checkpoint), then keep only the newest ones."""
+    """accelerator.save_state into a hidden folder, renamed to checkpoints/checkpoint-<step> once
+    complete (a run killed while saving leaves no half-written checkpoint), then keep only the
+    newest ones."""
     folder = runs.checkpoint_folder(config.output_dir, step)
     partial = runs.partial_folder(folder)
     if accelerator.is_main_process:
@@ -307,8 +308,11 @@ def _save_checkpoint(accelerator, config: TrainingConfig, step: int) -> Path:
     return folder
 
 
-def stop_if_not_finite(losses: list[tuple[int, float]], config: TrainingConfig, mixed_precision: str) -> None:
-    """Stop the run (nothing more is saved) at the first NaN or infinite loss, naming the likely causes."""
+def stop_if_not_finite(
+    losses: list[tuple[int, float]], config: TrainingConfig, mixed_precision: str
+) -> None:
+    """Stop the run (nothing more is saved) at the first NaN or infinite loss, naming the likely
+    causes."""
     bad = next(((step, value) for step, value in losses if not math.isfinite(value)), None)
     if bad is None:
         return
@@ -319,9 +323,9 @@ def stop_if_not_finite(losses: list[tuple[int, float]], config: TrainingConfig, 
         causes.append("fp16 overflow (try mixed_precision='bf16' or 'no')")
     causes.append("NaN or infinite values in the images (check the dataset's transform)")
     raise FloatingPointError(
-        f"The loss became {bad[1]} at step {bad[0]}: training stopped, and neither this step's weights nor a "
-        f"model were saved. Likely causes: {'; '.join(causes)}. Earlier checkpoints in "
-        f"{Path(config.output_dir) / runs.CHECKPOINTS} are from before it went wrong."
+        f"The loss became {bad[1]} at step {bad[0]}: training stopped, and neither this step's "
+        f"weights nor a model were saved. Likely causes: {'; '.join(causes)}. Earlier "
+        f"checkpoints in {Path(config.output_dir) / runs.CHECKPOINTS} are from before it went wrong."
     )
 
 
@@ -451,8 +455,8 @@ def train(config: TrainingConfig, dataset, model=None, noise_scheduler=None, res
         if not pending:
             return
         values = accelerator.reduce(torch.stack([loss for _, loss in pending]), reduction="mean").tolist()
-        stop_if_not_finite([(entry["step"], value) for (entry, _), value in zip(pending, values)], config,
-                           accelerator.mixed_precision)
+        stepped = [(entry["step"], value) for (entry, _), value in zip(pending, values)]
+        stop_if_not_finite(stepped, config, accelerator.mixed_precision)
         for (entry, _), value in zip(pending, values):
             entry["loss"] = value
             state.history.append(entry)

@@ -33,7 +33,8 @@ TINY_UNET = dict(
 )
 
 
-# Real-valued settings: (lowest, highest, an example), bounds in words below. Each must be a finite number.
+# Real-valued settings: (lowest, highest, an example), bounds in words below. Each must be a finite
+# number.
 NUMBER_RANGES = {
     "learning_rate": ("> 0", "", "1e-4"),
     "adam_weight_decay": (">= 0", "", "1e-6"),
@@ -45,7 +46,8 @@ NUMBER_RANGES = {
 
 
 def require_number(name: str, value: Any, low: str, high: str, example: str) -> float:
-    """Check a real-valued setting: a finite int/float within `low` and `high` (e.g. '> 0', '< 1')."""
+    """Check a real-valued setting: a finite int/float within `low` and `high` (e.g. '> 0', '< 1').
+    """
     bounds = " and ".join(b for b in (low, high) if b)
     expected = f"expected a finite number {bounds}, e.g. {name}={example}"
     if isinstance(value, str):
@@ -159,7 +161,8 @@ class TrainingConfig:
         for name, (low, high, example) in NUMBER_RANGES.items():
             require_number(name, getattr(self, name), low, high, example)
         if not isinstance(self.output_dir, (str, Path)) or not str(self.output_dir).strip():
-            raise ValueError(f"output_dir={self.output_dir!r}: expected a folder path such as 'outputs/ddpm-128'.")
+            raise ValueError(f"output_dir={self.output_dir!r}: expected a folder path such as "
+                             "'outputs/ddpm-128'.")
         require_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         require_choice("logger", self.logger, LOGGERS)
         levels = len(self.block_out_channels)

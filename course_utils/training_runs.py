@@ -36,14 +36,17 @@ def checkpoints(output_dir: str | Path) -> list[Path]:
     folder = Path(output_dir) / CHECKPOINTS
     if not folder.is_dir():
         return []
-    found = [p for p in folder.iterdir() if p.is_dir() and _CHECKPOINT.match(p.name) and is_complete(p)]
+    found = [p for p in folder.iterdir()
+             if p.is_dir() and _CHECKPOINT.match(p.name) and is_complete(p)]
     return sorted(found, key=checkpoint_step)
 
 
 def is_complete(folder: Path) -> bool:
-    """True if a checkpoint folder holds the weights, the optimizer and the RNG state that save_state writes."""
+    """True if a checkpoint folder holds the weights, the optimizer and the RNG state that
+    save_state writes."""
     weights = (folder / "model.safetensors").is_file() or any(folder.glob("pytorch_model*.bin"))
-    return weights and (folder / "optimizer.bin").is_file() and any(folder.glob("random_states_*.pkl"))
+    rng = any(folder.glob("random_states_*.pkl"))
+    return weights and (folder / "optimizer.bin").is_file() and rng
 
 
 def partial_folder(folder: Path) -> Path:
@@ -61,7 +64,8 @@ def remove_partial_checkpoints(output_dir: str | Path) -> list[Path]:
 
 
 def publish_checkpoint(partial: Path, folder: Path) -> Path:
-    """Rename a fully written checkpoint into place (an atomic rename: it is there whole or not at all)."""
+    """Rename a fully written checkpoint into place (an atomic rename: it is there whole or not at
+    all)."""
     if folder.exists():  # the same step saved again (e.g. stopped, resumed, stopped at once)
         shutil.rmtree(folder)
     os.replace(partial, folder)
@@ -69,11 +73,13 @@ def publish_checkpoint(partial: Path, folder: Path) -> Path:
 
 
 def incomplete_checkpoints(output_dir: str | Path) -> list[Path]:
-    """Checkpoint folders that lack files (written by a run killed while saving, before saves were atomic)."""
+    """Checkpoint folders that lack files (written by a run killed while saving, before saves were
+    atomic)."""
     folder = Path(output_dir) / CHECKPOINTS
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_dir() and _CHECKPOINT.match(p.name) and not is_complete(p))
+    return sorted(p for p in folder.iterdir()
+                  if p.is_dir() and _CHECKPOINT.match(p.name) and not is_complete(p))
 
 
 def checkpoint_step(path: str | Path) -> int:
@@ -107,8 +113,9 @@ def find_checkpoint(output_dir: str | Path, resume: str | Path) -> Path:
         newest = checkpoint_step(found[-1]) if found else -1
         skipped = [p for p in incomplete_checkpoints(output_dir) if checkpoint_step(p) > newest]
         if skipped:
-            warnings.warn(f"Skipping incomplete checkpoint(s) {', '.join(p.name for p in skipped)} (the run was "
-                          "stopped while saving them); resuming from the newest complete one.", stacklevel=3)
+            names = ", ".join(p.name for p in skipped)
+            warnings.warn(f"Skipping incomplete checkpoint(s) {names} (the run was stopped while "
+                          "saving them); resuming from the newest complete one.", stacklevel=3)
         if not found:
             raise FileNotFoundError(
                 f"resume='latest', but {Path(output_dir) / CHECKPOINTS} holds no checkpoint yet. Start the run without "

@@ -61,8 +61,9 @@ def read_emoji_test(path: Path = EMOJI_TEST) -> list[Emoji]:
 
 
 def file_name(index: int, codepoints: tuple[int, ...]) -> str:
-    """'0000_1f600.png': the row number and the code points in hex. Not the emoji's name: datasets' imagefolder
-    reads split names out of file names, and names such as 'train' or 'test tube' would start splits of their own."""
+    """'0000_1f600.png': the row number and the code points in hex. Not the emoji's name: datasets'
+    imagefolder reads split names out of file names, and names such as 'train' or 'test tube' would
+    start splits of their own."""
     return f"{index:04d}_{'-'.join(f'{cp:x}' for cp in codepoints)}.png"
 
 

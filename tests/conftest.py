@@ -45,13 +45,15 @@ def emoji_sd_folder():
 
 @pytest.fixture(scope="session")
 def olah_mirror(tmp_path_factory):
-    """olah serving the course's models and a flowers-like dataset as a hub mirror, offline; stopped at the end."""
+    """olah serving the course's models and a flowers-like dataset as a hub mirror, offline; stopped
+    at the end."""
     import mirror
 
     from course_utils.data import offline_dataset_dir
     from course_utils.emoji_models import models_dir
 
     images = sorted((offline_dataset_dir() / "train").glob("*.png"))[:12]
-    served = mirror.course_mirror(tmp_path_factory.mktemp("olah"), models_dir(), mirror.flowers_parquet(images))
+    parquet = mirror.flowers_parquet(images)
+    served = mirror.course_mirror(tmp_path_factory.mktemp("olah"), models_dir(), parquet)
     yield served
     mirror.stop(served)

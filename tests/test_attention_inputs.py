@@ -1,4 +1,6 @@
-"""Word maps are refused for a prompt that was not traced, and a trace holding two image sizes says so."""
+"""Word maps are refused for a prompt that was not traced, and a trace holding two image sizes says
+so."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,8 +13,11 @@ def test_word_map_of_another_prompt_is_refused(pipe):  # noqa: F811
     with trace_cross_attention(pipe) as trace:
         generate(pipe, "a red apple on a table")
     assert trace.word_map("a red apple on a table", "apple").shape == (64, 64)
-    with pytest.raises(ValueError, match=r"prompt='a green pear on a table' is not a prompt of the traced "
-                                         r"generation \(it encoded 'a red apple on a table'\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"prompt='a green pear on a table' is not a prompt of the traced "
+        r"generation \(it encoded 'a red apple on a table'\)",
+    ):
         trace.word_map("a green pear on a table", "table")
     with pytest.raises(ValueError, match="not a prompt of the traced generation"):
         trace.word_maps("a red apple")  # a prefix of the traced prompt is another prompt too

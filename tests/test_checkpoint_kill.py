@@ -1,4 +1,6 @@
-"""A run killed (SIGKILL, no chance to clean up) while it writes a checkpoint resumes from the newest complete one."""
+"""A run killed (SIGKILL, no chance to clean up) while it writes a checkpoint resumes from the
+newest complete one."""
+
 from __future__ import annotations
 
 import os
@@ -13,20 +15,48 @@ import pytest
 from course_utils import training_runs as runs
 
 ROOT = Path(__file__).resolve().parents[1]
-ARGS = ["--preset", "smoke", "--max_steps", "30", "--checkpointing_steps", "10", "--save_image_steps", "1000",
-        "--logger", "none", "--checkpoints_total_limit", "3"]
+ARGS = [
+    "--preset",
+    "smoke",
+    "--max_steps",
+    "30",
+    "--checkpointing_steps",
+    "10",
+    "--save_image_steps",
+    "1000",
+    "--logger",
+    "none",
+    "--checkpoints_total_limit",
+    "3",
+]
 
 
 def _train(output_dir: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "COURSE_MODE": "smoke", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, str(ROOT / "scripts" / "train_ddpm.py"), *ARGS, "--output_dir", str(output_dir),
-               *extra]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {
+        **os.environ,
+        "COURSE_MODE": "smoke",
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT),
+    }
+    command = [
+        sys.executable,
+        str(ROOT / "scripts" / "train_ddpm.py"),
+        *ARGS,
+        "--output_dir",
+        str(output_dir),
+        *extra,
+    ]
+    return subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
-def _kill_while_saving(process: subprocess.Popen, checkpoints: Path, step: int, timeout: float = 240) -> str:
-    """SIGKILL the run the moment its checkpoint for `step` starts being written; return what it was doing."""
+def _kill_while_saving(
+    process: subprocess.Popen, checkpoints: Path, step: int, timeout: float = 240
+) -> str:
+    """SIGKILL the run the moment its checkpoint for `step` starts being written; return what it was
+    doing."""
     partial, final = checkpoints / f".checkpoint-{step}.partial", checkpoints / f"checkpoint-{step}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and process.poll() is None:
@@ -36,7 +66,9 @@ def _kill_while_saving(process: subprocess.Popen, checkpoints: Path, step: int, 
             return "partial" if partial.exists() and not final.exists() else "published"
         time.sleep(0.001)
     process.kill()
-    raise AssertionError(f"the run never started checkpoint-{step}: {process.stdout.read()[-2000:]}")
+    raise AssertionError(
+        f"the run never started checkpoint-{step}: {process.stdout.read()[-2000:]}"
+    )
 
 
 def test_sigkill_during_a_checkpoint_save_then_resume_latest_finishes(tmp_path):
@@ -49,7 +81,11 @@ def test_sigkill_during_a_checkpoint_save_then_resume_latest_finishes(tmp_path):
     assert f"resumed from {output_dir / 'checkpoints' / 'checkpoint-10'} at step 10" in out
     assert "done: step 30 of 30" in out
     assert not list((output_dir / "checkpoints").glob(".*partial"))
-    assert [p.name for p in runs.checkpoints(output_dir)] == ["checkpoint-10", "checkpoint-20", "checkpoint-30"]
+    assert [p.name for p in runs.checkpoints(output_dir)] == [
+        "checkpoint-10",
+        "checkpoint-20",
+        "checkpoint-30",
+    ]
 
 
 def _fake_checkpoint(folder: Path, complete: bool) -> None:

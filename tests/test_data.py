@@ -359,7 +359,8 @@ def _script():
 def test_script_file_names_are_row_and_code_points():
     script = _script()
     assert script.file_name(0, (0x1F600,)) == "0000_1f600.png"
-    assert script.file_name(1331, (0x1F9EA,)) == "1331_1f9ea.png"  # test tube: no word a split could match
+    # test tube: no word that a split could match
+    assert script.file_name(1331, (0x1F9EA,)) == "1331_1f9ea.png"
 
 
 def test_script_regenerates_the_shipped_images(tmp_path):

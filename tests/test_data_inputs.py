@@ -1,5 +1,6 @@
-"""A folder whose metadata or images are broken fails at load time with the file and line named, instead of later,
-deep in PIL or Arrow, or with advice about batch sizes."""
+"""A folder whose metadata or images are broken fails at load time with the file and line named,
+instead of later, deep in PIL or Arrow, or with advice about batch sizes."""
+
 from __future__ import annotations
 
 import json
@@ -26,20 +27,30 @@ def _metadata(folder: Path, lines: list[str]) -> Path:
 def test_metadata_naming_missing_files_is_refused(tmp_path):
     rows = [json.dumps({"file_name": f"{i}.png", "text": f"picture {i}"}) for i in range(6)]
     folder = _metadata(_images(tmp_path / "pics"), rows)
-    with pytest.raises(FileNotFoundError, match=r"names 2 file\(s\) that are not in .*'4.png' \(line 5\), "
-                                                r"'5.png' \(line 6\)"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"names 2 file\(s\) that are not in .*'4.png' \(line 5\), "
+        r"'5.png' \(line 6\)",
+    ):
         load_image_folder(folder)
 
 
 def test_malformed_metadata_line_is_named(tmp_path):
-    folder = _metadata(_images(tmp_path / "pics"), ['{"file_name": "0.png", "text": "a"}',
-                                                    '{"file_name": "1.png", text: b}'])
+    folder = _metadata(
+        _images(tmp_path / "pics"),
+        ['{"file_name": "0.png", "text": "a"}', '{"file_name": "1.png", text: b}'],
+    )
     with pytest.raises(ValueError, match=r"line 2 of .*metadata.jsonl is not valid JSON"):
         load_image_dataset(str(folder))
 
 
-@pytest.mark.parametrize("line, message", [('["0.png", "a"]', "is list, not a JSON object"),
-                                           ('{"text": "a caption"}', "have no 'file_name'")])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('["0.png", "a"]', "is list, not a JSON object"),
+        ('{"text": "a caption"}', "have no 'file_name'"),
+    ],
+)
 def test_metadata_rows_that_are_not_objects_with_a_file_name(tmp_path, line, message):
     folder = _metadata(_images(tmp_path / "pics", 1), [line])
     with pytest.raises(ValueError, match=message):

@@ -126,7 +126,9 @@ class _HeadOnly(_Answer):
         time.sleep(5)
 
 
-@pytest.mark.parametrize("handler, expected", [(_HeadOnly, False), (type("E", (_Answer,), {"status": 503}), False)])
+@pytest.mark.parametrize(
+    "handler, expected", [(_HeadOnly, False), (type("E", (_Answer,), {"status": 503}), False)]
+)
 def test_probe_needs_a_get_answer_below_500(handler, expected):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
@@ -140,7 +142,9 @@ def test_probe_needs_a_get_answer_below_500(handler, expected):
         server.shutdown()
 
 
-@pytest.mark.parametrize("endpoint", ["hf-mirror.com", "https://", "mirror=123", "ftp://x.org", " "])
+@pytest.mark.parametrize(
+    "endpoint", ["hf-mirror.com", "https://", "mirror=123", "ftp://x.org", " "]
+)
 def test_malformed_hf_endpoint_is_not_a_url(endpoint):
     with pytest.raises(ValueError, match="HF_ENDPOINT=.* is not a URL"):
         hub.configure_hub_env(None, env={"HF_ENDPOINT": endpoint})
@@ -161,7 +165,8 @@ def test_bounded_client_fills_only_missing_timeouts(monkeypatch):
     unbounded = client.build_request("GET", "http://127.0.0.1/", timeout=None)
     for hook in client.event_hooks["request"]:
         hook(unbounded) if hook is hub._fill_missing_timeouts else None
-    assert unbounded.extensions["timeout"] == {"connect": 3.0, "read": 7.0, "write": 7.0, "pool": 7.0}
+    expected = {"connect": 3.0, "read": 7.0, "write": 7.0, "pool": 7.0}
+    assert unbounded.extensions["timeout"] == expected
     chosen = client.build_request("GET", "http://127.0.0.1/", timeout=httpx.Timeout(1.0))
     hub._fill_missing_timeouts(chosen)
     assert chosen.extensions["timeout"]["read"] == 1.0

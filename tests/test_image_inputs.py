@@ -1,5 +1,6 @@
-"""Photos load the same way as dataset images (transparency on white, 16-bit scaled down), and a guidance scale
-that would silently change the picture is refused."""
+"""Photos load the same way as dataset images (transparency on white, 16-bit scaled down), and a
+guidance scale that would silently change the picture is refused."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -39,9 +40,17 @@ def test_16_bit_grayscale_photo_keeps_its_tones(tmp_path):
     assert (photo >= 250).mean() < 0.05
 
 
-@pytest.mark.parametrize("bad, error", [(float("nan"), ValueError), (float("inf"), ValueError),
-                                        (-2.0, ValueError), ("7.5", TypeError), (None, TypeError),
-                                        (True, TypeError)])
+@pytest.mark.parametrize(
+    "bad, error",
+    [
+        (float("nan"), ValueError),
+        (float("inf"), ValueError),
+        (-2.0, ValueError),
+        ("7.5", TypeError),
+        (None, TypeError),
+        (True, TypeError),
+    ],
+)
 def test_guidance_scale_that_is_not_a_finite_number_is_refused(bad, error):
     with pytest.raises(error, match="guidance_scale=.*expected a finite number >= 0"):
         check_guidance(bad)

@@ -1,6 +1,7 @@
-"""The download path end to end through a real hub mirror (olah serving the course's own models and a
-flowers-like dataset offline): course.model, plain from_pretrained, `hf download`, course.dataset and lesson 00.
-Each check runs in a fresh Python, because the hub libraries read HF_ENDPOINT once, at import."""
+"""The download path end to end through a real hub mirror (olah serving the course's own models and
+a flowers-like dataset offline): course.model, plain from_pretrained, `hf download`, course.dataset
+and lesson 00. Each check runs in a fresh Python: the hub libraries read HF_ENDPOINT at import."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,9 @@ SHIPPED = mirror.REPO_ROOT / "data" / "models"
 
 
 def _ok(result) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
     return result.stdout
 
 
@@ -61,14 +64,27 @@ print("AUTO", type(sd).__name__)
 def test_hf_download_with_include_fetches_only_the_matching_files(olah_mirror, tmp_path):
     hf = Path(sys.executable).parent / "hf"
     env = {"HF_ENDPOINT": olah_mirror.url, "HF_HOME": str(tmp_path / "hf"), "PATH": str(hf.parent)}
-    result = subprocess.run([str(hf), "download", "google/ddpm-cat-256", "--include", "*.json",
-                             "--local-dir", str(tmp_path / "cat")], env=env, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [
+            str(hf),
+            "download",
+            "google/ddpm-cat-256",
+            "--include",
+            "*.json",
+            "--local-dir",
+            str(tmp_path / "cat"),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     got = sorted(p.name for p in (tmp_path / "cat").iterdir() if p.is_file())
     assert got == ["config.json", "model_index.json", "scheduler_config.json"]
     assert json.loads((tmp_path / "cat" / "config.json").read_text()) == json.loads(
-        (SHIPPED / "emoji-ddpm" / "config.json").read_text())
+        (SHIPPED / "emoji-ddpm" / "config.json").read_text()
+    )
 
 
 def test_lesson_04_dataset_call_loads_flowers_through_the_mirror(olah_mirror, tmp_path):
@@ -80,12 +96,17 @@ print("ROWS", len(flowers), flowers.column_names, flowers[0]["image"].size)
 """
     out = _ok(mirror.run_python(code, olah_mirror.url, tmp_path / "hf"))
     assert "ROWS 12 ['image'] (64, 64)" in out
-    assert f"1. load_dataset via {olah_mirror.url[7:]}" in out and " ok " in out.split("1. load_dataset")[1].splitlines()[0]
+    assert (
+        f"1. load_dataset via {olah_mirror.url[7:]}" in out
+        and " ok " in out.split("1. load_dataset")[1].splitlines()[0]
+    )
 
 
 def test_each_fallback_step_works_through_the_mirror(olah_mirror, tmp_path):
-    """Steps 2-3 on their own (step 1 is the test above), and the chain when step 1 is refused. olah serves
-    branches only, not the hub's refs/convert/parquet: a proxy maps that revision to the repo's parquet branch."""
+    """Steps 2-3 alone (step 1 is the test above), and the chain when step 1 is refused.
+
+    olah serves branches only, not the hub's refs/convert/parquet: a proxy maps that revision to the
+    repo's parquet branch."""
     code = """
 import course_utils
 from course_utils import data
@@ -94,7 +115,9 @@ repo = "huggan/flowers-102-categories"
 print("STEP2", len(data.from_snapshot(repo, "train")))
 print("STEP3", len(data.from_parquet_branch(repo, "train")))
 print("CACHED", len(data.from_snapshot(repo, "train", local_files_only=True)))
-data.from_hub = lambda *a, **k: (_ for _ in ()).throw(ConnectionError("mirror refused load_dataset"))
+def refuse(*args, **kwargs):
+    raise ConnectionError("mirror refused load_dataset")
+data.from_hub = refuse
 chain = data.load_image_dataset("flowers", hub_ok=True)
 print("CHAIN", len(chain))
 """
@@ -109,8 +132,9 @@ print("CHAIN", len(chain))
 
 
 def test_local_copy_and_shipped_steps_when_the_mirror_lacks_the_repo(olah_mirror, tmp_path):
-    """A repo the mirror does not have stops the chain (a typo must not be hidden); a local copy is used when
-    the hub steps fail for another reason, and the shipped dataset last."""
+    """A repo the mirror lacks stops the chain (a typo must not be hidden).
+
+    A local copy is used when the hub steps fail for another reason, the shipped dataset last."""
     code = """
 import course_utils
 from course_utils import data
@@ -135,30 +159,39 @@ def test_lesson_00_runs_against_the_mirror(olah_mirror, tmp_path):
 import nbformat
 from nbconvert.preprocessors import ExecutePreprocessor
 nb = nbformat.read("notebooks/00_setup.ipynb", as_version=4)
-ExecutePreprocessor(timeout=120, kernel_name="python3").preprocess(nb, {{"metadata": {{"path": "notebooks"}}}})
+run = ExecutePreprocessor(timeout=120, kernel_name="python3")
+run.preprocess(nb, {{"metadata": {{"path": "notebooks"}}}})
 nbformat.write(nb, {str(tmp_path / "00.ipynb")!r})
 """
     _ok(mirror.run_python(code, olah_mirror.url, tmp_path / "hf", timeout=180))
     nb = json.loads((tmp_path / "00.ipynb").read_text())
-    text = "\n".join("".join(o.get("text", "")) for c in nb["cells"] if c["cell_type"] == "code"
-                     for o in c["outputs"] if o.get("output_type") == "stream")
+    text = "\n".join(
+        "".join(o.get("text", ""))
+        for c in nb["cells"]
+        if c["cell_type"] == "code"
+        for o in c["outputs"]
+        if o.get("output_type") == "stream"
+    )
     assert f"endpoint  : {olah_mirror.url}" in text and "hub       : reachable" in text
     assert "downloaded to " + str(tmp_path / "hf") in text
     assert "model 'ddpm-cat' (google/ddpm-cat-256): hub cache" in text
 
 
 def test_olah_ignores_range_so_resume_is_tested_with_a_cutting_proxy(olah_mirror):
-    """Documents why tests/test_mirror_faults.py cuts downloads with a proxy: olah answers Range with 200."""
+    """Why test_mirror_faults.py cuts downloads with a proxy: olah answers Range with 200."""
     import urllib.request
 
     url = f"{olah_mirror.url}/google/ddpm-cat-256/resolve/main/config.json"
     request = urllib.request.Request(url, headers={"Range": "bytes=10-"})
     with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 200 and len(response.read()) == (SHIPPED / "emoji-ddpm/config.json").stat().st_size
+        assert (
+            response.status == 200
+            and len(response.read()) == (SHIPPED / "emoji-ddpm/config.json").stat().st_size
+        )
 
 
 def test_second_setup_probes_again_after_the_first_went_offline(olah_mirror, tmp_path):
-    """setup() turned offline mode on for a dead endpoint; a later setup(mirror=...) must probe the new one."""
+    """setup() went offline for a dead endpoint; a later setup(mirror=...) must probe again."""
     code = f"""
 import course_utils, socket
 with socket.socket() as s:
@@ -170,6 +203,8 @@ print("HUB_OK", first.hub_ok, second.hub_ok)
     out = _ok(mirror.run_python(code, olah_mirror.url, tmp_path / "hf"))
     states = [line for line in out.splitlines() if line.startswith("  hub ")]
     assert "NOT reachable (ConnectionRefusedError" in states[0], states
-    assert "answers now (answered 200), but an earlier setup() already started the hub libraries in offline " \
-           "mode: restart the kernel" in states[1], states
+    assert (
+        "answers now (answered 200), but an earlier setup() already started the hub libraries "
+        "in offline mode: restart the kernel" in states[1]
+    ), states
     assert "you set HF_HUB_OFFLINE" not in out

@@ -1,6 +1,9 @@
-"""A mirror that fails part-way: stalls, cuts a file in the middle, or answers 5xx. Each case ends with a clear
-message within a bounded time, and a cut download completes when the call is repeated, with no .incomplete files
-left behind. The faults come from a proxy in front of olah (tests/mirror.py says why)."""
+"""A mirror that fails part-way: stalls, cuts a file in the middle, or answers 5xx.
+
+Each case ends with a clear message within a bounded time, and a cut download completes when the
+call is repeated, with no .incomplete files left behind. The faults come from a proxy in front of
+olah (tests/mirror.py says why)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,12 +15,14 @@ CAT = "google/ddpm-cat-256"
 
 
 def _ok(result) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
     return result.stdout
 
 
 def test_stalled_mirror_is_found_out_by_setup_and_the_dataset_loads_offline(olah_mirror, tmp_path):
-    """HEAD answered, GET never: setup() says so within its probe time, and course.dataset does not wait."""
+    """HEAD answered, GET never: setup() says so at once, and course.dataset does not wait."""
     code = """
 import course_utils
 course = course_utils.setup()
@@ -25,15 +30,20 @@ flowers = course.dataset("flowers")
 print("ROWS", len(flowers))
 """
     with mirror.faulty_mirror(olah_mirror.url, "stall") as proxy:
-        result = mirror.run_python(code, proxy.url, tmp_path / "hf", timeout=90, COURSE_MODE="smoke")
+        result = mirror.run_python(
+            code, proxy.url, tmp_path / "hf", timeout=90, COURSE_MODE="smoke"
+        )
     out = _ok(result)
-    assert "hub       : NOT reachable (no answer to GET /api/models/google/ddpm-cat-256 within 1 s" in out
+    assert (
+        "hub       : NOT reachable (no answer to GET /api/models/google/ddpm-cat-256 within 1 s"
+        in out
+    )
     assert "ROWS 1870" in out and "INSTEAD of huggan/flowers-102-categories" in out
     assert result.seconds < 60
 
 
 def test_huggingface_hub_requests_are_bounded_when_the_mirror_stalls(olah_mirror, tmp_path):
-    """huggingface_hub 2.x sends its API calls with no timeout at all; after setup() they give up in seconds."""
+    """huggingface_hub 2.x sends API calls with no timeout; bounded, they give up in seconds."""
     code = f"""
 import time
 from course_utils import hub
@@ -52,7 +62,7 @@ except Exception as err:
 
 
 def test_stalled_file_download_ends_with_a_message_that_names_the_wait(olah_mirror, tmp_path):
-    """The API answers but the file never comes: the download says what it waits for, and gives up."""
+    """The API answers but the file never comes: the download says what it waits for."""
     code = """
 import course_utils
 from course_utils.models import download
@@ -64,7 +74,9 @@ except Exception as err:
     print("FAILED", type(err).__name__)
 """
     with mirror.faulty_mirror(olah_mirror.url, "stall-files") as proxy:
-        result = mirror.run_python(code, proxy.url, tmp_path / "hf", timeout=120, HF_HUB_DOWNLOAD_TIMEOUT="1")
+        result = mirror.run_python(
+            code, proxy.url, tmp_path / "hf", timeout=120, HF_HUB_DOWNLOAD_TIMEOUT="1"
+        )
     out = _ok(result)
     assert "waits at most 1 s for data: HF_HUB_DOWNLOAD_TIMEOUT" in out
     assert "FAILED ReadTimeout" in out and result.seconds < 60, (result.seconds, out[-2000:])
@@ -116,10 +128,15 @@ started = time.perf_counter()
 try:
     snapshot_download({CAT!r})
 except Exception as err:
-    print("FAILED", type(err).__name__, round(time.perf_counter() - started), str(err).splitlines()[0])
+    seconds = round(time.perf_counter() - started)
+    print("FAILED", type(err).__name__, seconds, str(err).splitlines()[0])
 """
     with mirror.faulty_mirror(olah_mirror.url, "5xx") as proxy:
-        out = _ok(mirror.run_python("import course_utils; course_utils.setup()", proxy.url, tmp_path / "hf"))
+        out = _ok(
+            mirror.run_python(
+                "import course_utils; course_utils.setup()", proxy.url, tmp_path / "hf"
+            )
+        )
         failed = _ok(mirror.run_python(download, proxy.url, tmp_path / "hf", timeout=90))
     assert "hub       : NOT reachable (answered 503 (server error)" in out
     assert "FAILED" in failed and int(failed.split("FAILED")[1].split()[1]) <= 30, failed

@@ -1,4 +1,5 @@
 """Set-up mistakes a new user makes get a message that says what to do."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,8 +12,10 @@ def test_moved_repo_is_named_with_its_new_id():
     with pytest.raises(KeyError) as err:
         model_spec("runwayml/stable-diffusion-v1-5")
     text = str(err.value)
-    assert text.startswith("'runwayml/stable-diffusion-v1-5' was deleted from the hub; the same weights moved to "
-                           "'stable-diffusion-v1-5/stable-diffusion-v1-5'")
+    assert text.startswith(
+        "'runwayml/stable-diffusion-v1-5' was deleted from the hub; the same weights moved to "
+        "'stable-diffusion-v1-5/stable-diffusion-v1-5'"
+    )
     assert "v1-4" not in text
 
 

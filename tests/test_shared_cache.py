@@ -1,4 +1,6 @@
-"""Stand-ins built into a shared HF_HOME are readable by its other users, as any file made there would be."""
+"""Stand-ins built into a shared HF_HOME are readable by its other users, as any file made there
+would be."""
+
 from __future__ import annotations
 
 import os
@@ -11,7 +13,9 @@ from course_utils.standins import build_standin
 def test_standin_folders_and_files_follow_the_umask(tmp_path):
     previous = os.umask(0o022)
     try:
-        folder = build_standin(MODELS["ddpm-cat"], tmp_path / "hf-home" / "course-standins" / "ddpm", "tiny")
+        folder = build_standin(
+            MODELS["ddpm-cat"], tmp_path / "hf-home" / "course-standins" / "ddpm", "tiny"
+        )
     finally:
         os.umask(previous)
     paths = [folder, *folder.rglob("*")]

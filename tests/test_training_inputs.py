@@ -1,5 +1,6 @@
-"""Training values that would make a run diverge or crash late are refused up front, and a run whose loss turns
-NaN or infinite stops with the likely cause instead of saving a broken model."""
+"""Training values that would make a run diverge or crash late are refused up front, and a run whose
+loss turns NaN or infinite stops with the likely cause instead of saving a broken model."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -42,10 +43,21 @@ def test_invalid_training_values_are_refused_with_the_field_named(changes, messa
 
 
 def test_a_run_whose_loss_turns_non_finite_stops_and_saves_no_model(tmp_path):
-    config = tiny_config(tmp_path, learning_rate=1e6, max_grad_norm=1e9, max_steps=40, logging_steps=1,
-                         lr_warmup_steps=0, checkpointing_steps=1000, use_ema=False)
-    with pytest.raises(FloatingPointError, match=r"The loss became (nan|inf|-inf) at step \d+.*"
-                                                 r"learning_rate=1e\+06 too high.*max_grad_norm=1e\+09"):
+    config = tiny_config(
+        tmp_path,
+        learning_rate=1e6,
+        max_grad_norm=1e9,
+        max_steps=40,
+        logging_steps=1,
+        lr_warmup_steps=0,
+        checkpointing_steps=1000,
+        use_ema=False,
+    )
+    with pytest.raises(
+        FloatingPointError,
+        match=r"The loss became (nan|inf|-inf) at step \d+.*"
+        r"learning_rate=1e\+06 too high.*max_grad_norm=1e\+09",
+    ):
         train(config, ShapeImages(8))
     assert not (Path(config.output_dir) / runs.MODEL_FILES[0]).exists()
     assert not runs.checkpoints(config.output_dir)
