@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import Any
 
 from . import hub
-from .validate import require_choice, require_multiple_of_8, require_positive_int
+from .validate import (
+    require_choice,
+    require_multiple_of_8,
+    require_positive_int,
+    require_positive_number,
+    require_seed,
+)
 
 MODES = ("smoke", "full")
 # Smoke mode's trained emoji models are tiny (8 x 8 latents, 32 px pixels): 20 steps cost well under a second.
@@ -75,7 +81,8 @@ class Course:
         import torch
 
         device = "cpu" if self.device == "mps" else self.device  # MPS generators are not reproducible
-        return torch.Generator(device=device).manual_seed(self.seed if seed is None else seed)
+        seed = self.seed if seed is None else require_seed("seed", seed)
+        return torch.Generator(device=device).manual_seed(seed)
 
 
 def pick_device() -> str:
@@ -142,6 +149,8 @@ def setup(mode: str | None = None, mirror: str | None = None, seed: int = 0, pro
     """Configure the hub, pick mode/device/dtype, seed everything, print a status block, return a Course."""
     if mode is not None:  # validate before doing anything else
         require_choice("mode", mode, MODES)
+    require_seed("seed", seed)
+    require_positive_number("probe_timeout", probe_timeout)
     hub.configure_hub_env(mirror)
     endpoint = os.environ["HF_ENDPOINT"]
     hub_ok, state = _hub_state(endpoint, probe_timeout)

@@ -105,13 +105,21 @@ def _metadata_rows(path: Path) -> list[tuple[int, dict]]:
     """(line number, row) for each row of a metadata.jsonl or metadata.csv; bad lines raise a
     ValueError."""
     import csv
+    import io
     import json
 
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}): save it as "
+                         "UTF-8 (datasets reads metadata files only in UTF-8).") from None
+    if not text.strip():
+        raise ValueError(f"{path} is empty: write one row per image, e.g. {METADATA_EXAMPLE}, or "
+                         "delete the file to load the images without captions.")
     if path.suffix == ".csv":
-        with open(path, newline="", encoding="utf-8") as f:
-            return [(i + 2, row) for i, row in enumerate(csv.DictReader(f))]
+        return [(i + 2, row) for i, row in enumerate(csv.DictReader(io.StringIO(text)))]
     rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -128,6 +136,17 @@ def _metadata_rows(path: Path) -> list[tuple[int, dict]]:
     return rows
 
 
+def _refuse_repeated_names(path: Path, rows: list[tuple[int, dict]]) -> None:
+    """One row per image: a file named twice would be loaded twice, once per caption."""
+    first: dict[str, int] = {}
+    for number, row in rows:
+        name = str(row["file_name"])
+        if name in first:
+            raise ValueError(f"{path}: {name!r} is named on line {first[name]} and again on line "
+                             f"{number}. Keep one row per image (one caption each).")
+        first[name] = number
+
+
 def check_metadata(folder: Path) -> None:
     """Check every metadata.jsonl/.csv under `folder` before datasets reads it: valid lines, a
     file_name in each row, and every named file present (datasets would keep rows for missing files,
@@ -138,6 +157,7 @@ def check_metadata(folder: Path) -> None:
         if unnamed:
             raise ValueError(f"{path}: line(s) {unnamed[:5]} have no 'file_name'. Every row names "
                              f"its image, e.g. {METADATA_EXAMPLE}.")
+        _refuse_repeated_names(path, rows)
         missing = [(n, row["file_name"]) for n, row in rows
                    if not (path.parent / str(row["file_name"])).is_file()]
         if missing:
@@ -493,6 +513,9 @@ def load_image_dataset(
 
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"name_or_path must be a string or path, got {type(name_or_path).__name__}")
+    if not str(name_or_path).strip():
+        raise ValueError("name_or_path is empty: pass a short name such as 'emoji' or 'flowers', a hub "
+                         "id, or a folder of images (use '.' for the current folder).")
     name = dataset_id(str(name_or_path))
     kind = _kind(name)
     started = time.perf_counter()

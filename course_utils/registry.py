@@ -89,6 +89,12 @@ class UnknownModelError(KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+def _suggest(name: str) -> str:
+    """' Did you mean ...?' for a near miss, ignoring case ('SD15' -> 'sd15')."""
+    options = list(MODELS) + [s.repo_id for s in MODELS.values()]
+    return did_you_mean(name, options) or did_you_mean(name.lower(), options)
+
+
 def model_spec(name: str) -> ModelSpec:
     """Look a model up by short name or by hub id; unknown names raise a KeyError that lists the known ones."""
     if not isinstance(name, str):
@@ -108,7 +114,7 @@ def model_spec(name: str) -> ModelSpec:
         )
     known = "\n".join(f"  {s.name:<20} {s.repo_id}" for s in MODELS.values())
     raise UnknownModelError(
-        f"Unknown model {name!r}.{did_you_mean(name, list(MODELS) + [s.repo_id for s in MODELS.values()])}\n"
+        f"Unknown model {name!r}.{_suggest(name)}\n"
         f"Known models (short name, hub id):\n{known}\n"
         "For any other repo, call diffusers' from_pretrained(repo_id) directly."
     )

@@ -106,10 +106,22 @@ def check_training_inputs(config: TrainingConfig, dataset, model, num_processes:
             f"course_utils.data.with_transform(dataset, {config.image_size})."
         )
     low, high = float(images.min()), float(images.max())
+    _refuse_unnormalised(dataset)
     if low < -1.001 or high > 1.001:
         raise ValueError(
             f"Dataset images range over [{low:.3g}, {high:.3g}], but DDPM training expects [-1, 1]: "
             "add Normalize([0.5], [0.5]) after ToTensor()."
+        )
+
+
+def _refuse_unnormalised(dataset, count: int = 16) -> None:
+    """Images from ToTensor() without Normalize lie in [0, 1]: no pixel of the first `count` is below 0."""
+    lowest = min(float(_images_of(dataset[i]).min()) for i in range(min(count, len(dataset))))
+    if lowest >= 0:
+        raise ValueError(
+            f"No pixel of the first {min(count, len(dataset))} images is below 0: they look like "
+            "ToTensor()'s [0, 1], but DDPM training expects [-1, 1]. Add Normalize([0.5], [0.5]) "
+            "after ToTensor() (course_utils.data.with_transform does)."
         )
 
 

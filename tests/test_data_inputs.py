@@ -72,3 +72,29 @@ def test_metadata_csv_is_checked_too(tmp_path):
     (folder / "metadata.csv").write_text("file_name,text\n0.png,a\n7.png,b\n")
     with pytest.raises(FileNotFoundError, match=r"'7.png' \(line 3\)"):
         load_image_folder(folder)
+
+
+def test_empty_metadata_file_is_explained(tmp_path):
+    folder = _images(tmp_path / "pics")
+    (folder / "metadata.jsonl").write_text("\n")
+    with pytest.raises(ValueError, match=r"metadata.jsonl is empty: write one row per image"):
+        load_image_folder(folder)
+
+
+def test_metadata_not_in_utf8_is_explained(tmp_path):
+    folder = _images(tmp_path / "pics", 1)
+    line = '{"file_name": "0.png", "text": "caf\xe9"}\n'
+    (folder / "metadata.jsonl").write_bytes(line.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"metadata.jsonl is not UTF-8 text .* save it as UTF-8"):
+        load_image_folder(folder)
+
+
+def test_image_named_twice_in_the_metadata_is_refused(tmp_path):
+    rows = [
+        '{"file_name": "0.png", "text": "a"}',
+        '{"file_name": "0.png", "text": "b"}',
+        '{"file_name": "1.png", "text": "c"}',
+    ]
+    folder = _metadata(_images(tmp_path / "pics", 2), rows)
+    with pytest.raises(ValueError, match=r"'0.png' is named on line 1 and again on line 2"):
+        load_image_folder(folder)

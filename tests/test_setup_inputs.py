@@ -36,3 +36,34 @@ def test_course_size_needs_a_whole_number(bad):
 def test_model_name_that_is_not_text_is_explained():
     with pytest.raises(TypeError, match="expected a short name such as 'sd15'"):
         model_spec(15)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [dict(seed="0"), dict(seed=-1), dict(probe_timeout=-1), dict(probe_timeout=float("nan"))],
+)
+def test_setup_refuses_a_bad_seed_or_probe_timeout(changes):
+    import course_utils
+
+    name = next(iter(changes))
+    with pytest.raises(ValueError, match=f"{name}="):
+        course_utils.setup(**changes)
+
+
+def test_generator_seed_must_be_a_whole_number():
+    course = Course("smoke", "cpu", None, "https://huggingface.co", None, False)
+    with pytest.raises(ValueError, match=r"seed='1': expected a whole number >= 0"):
+        course.generator(seed="1")
+    assert course.generator(seed=3).initial_seed() == 3
+
+
+def test_model_name_in_the_wrong_case_gets_a_suggestion():
+    with pytest.raises(KeyError, match="Did you mean 'sd15'"):
+        model_spec("SD15")
+
+
+def test_empty_dataset_name_is_refused_rather_than_loading_the_current_folder():
+    from course_utils.data import load_image_dataset
+
+    with pytest.raises(ValueError, match="name_or_path is empty"):
+        load_image_dataset("  ")

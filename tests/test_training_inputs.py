@@ -61,3 +61,17 @@ def test_a_run_whose_loss_turns_non_finite_stops_and_saves_no_model(tmp_path):
         train(config, ShapeImages(8))
     assert not (Path(config.output_dir) / runs.MODEL_FILES[0]).exists()
     assert not runs.checkpoints(config.output_dir)
+
+
+def test_images_in_zero_one_are_refused_before_training(tmp_path):
+    import torch
+
+    class ZeroOne(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return 8
+
+        def __getitem__(self, i: int) -> dict:
+            return {"images": torch.rand(3, 16, 16, generator=torch.Generator().manual_seed(i))}
+
+    with pytest.raises(ValueError, match=r"look like ToTensor\(\)'s \[0, 1\].*Normalize"):
+        train(tiny_config(tmp_path), ZeroOne())
