@@ -2,6 +2,7 @@
 quickly whether the hub (or its mirror) answers, instead of letting every download retry for half a minute."""
 from __future__ import annotations
 
+import http.client
 import os
 import sys
 import threading
@@ -101,6 +102,8 @@ def probe(endpoint: str = DEFAULT_ENDPOINT, timeout: float = 1.0) -> tuple[bool,
         except urllib.error.HTTPError as err:  # 401/404: the server is there; 5xx: it is failing
             failing = " (server error)" if err.code >= 500 else ""
             result.append((err.code < 500, f"answered {err.code}{failing}"))
+        except http.client.HTTPException as err:  # bytes that are not HTTP (another service)
+            result.append((False, f"answered something that is not HTTP ({type(err).__name__})"))
         except (OSError, ValueError) as err:
             reason = getattr(err, "reason", err)
             if isinstance(reason, TimeoutError):

@@ -114,7 +114,7 @@ def check_training_inputs(config: TrainingConfig, dataset, model, num_processes:
         )
 
 
-def _refuse_unnormalised(dataset, count: int = 16) -> None:
+def _refuse_unnormalised(dataset, count: int = 4) -> None:
     """Images from ToTensor() without Normalize lie in [0, 1]: no pixel of the first `count` is below 0."""
     lowest = min(float(_images_of(dataset[i]).min()) for i in range(min(count, len(dataset))))
     if lowest >= 0:

@@ -170,3 +170,23 @@ def test_bounded_client_fills_only_missing_timeouts(monkeypatch):
     chosen = client.build_request("GET", "http://127.0.0.1/", timeout=httpx.Timeout(1.0))
     hub._fill_missing_timeouts(chosen)
     assert chosen.extensions["timeout"]["read"] == 1.0
+
+
+def test_probe_of_a_server_that_does_not_speak_http_says_so():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def serve():
+        connection, _ = listener.accept()
+        connection.recv(1000)
+        connection.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+        connection.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        start = time.perf_counter()
+        ok, why = hub.probe(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=1.0)
+        assert not ok and "not HTTP" in why and time.perf_counter() - start < 1.0
+    finally:
+        listener.close()
