@@ -514,8 +514,8 @@ def load_image_dataset(
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"name_or_path must be a string or path, got {type(name_or_path).__name__}")
     if not str(name_or_path).strip():
-        raise ValueError("name_or_path is empty: pass a short name such as 'emoji' or 'flowers', a hub "
-                         "id, or a folder of images (use '.' for the current folder).")
+        raise ValueError("name_or_path is empty: pass a short name such as 'emoji' or 'flowers', "
+                         "a hub id, or a folder of images (use '.' for the current folder).")
     name = dataset_id(str(name_or_path))
     kind = _kind(name)
     started = time.perf_counter()

@@ -115,7 +115,7 @@ def check_training_inputs(config: TrainingConfig, dataset, model, num_processes:
 
 
 def _refuse_unnormalised(dataset, count: int = 4) -> None:
-    """Images from ToTensor() without Normalize lie in [0, 1]: no pixel of the first `count` is below 0."""
+    """Refuse ToTensor()'s [0, 1] (Normalize forgotten): no pixel of the first images below 0."""
     lowest = min(float(_images_of(dataset[i]).min()) for i in range(min(count, len(dataset))))
     if lowest >= 0:
         raise ValueError(
@@ -337,7 +337,8 @@ def stop_if_not_finite(
     raise FloatingPointError(
         f"The loss became {bad[1]} at step {bad[0]}: training stopped, and neither this step's "
         f"weights nor a model were saved. Likely causes: {'; '.join(causes)}. Earlier "
-        f"checkpoints in {Path(config.output_dir) / runs.CHECKPOINTS} are from before it went wrong."
+        f"checkpoints in {Path(config.output_dir) / runs.CHECKPOINTS} are from before it went "
+        "wrong."
     )
 
 
