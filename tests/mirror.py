@@ -1,6 +1,6 @@
 """A real hub mirror for the tests: olah (the self-hosted mirror behind sites like hf-mirror.com)
-serving local git repositories offline, plus three small broken servers (stalls, cut connections,
-5xx) that olah cannot imitate.
+serving local git repositories offline, and a proxy in front of it that stalls, cuts files or
+answers 5xx, which olah itself cannot do.
 
 olah lives in its own virtual environment (build/olah-venv, made by `make olah`), because its
 dependencies pin versions the course's environment cannot use; set OLAH_CLI to use another olah-cli.
