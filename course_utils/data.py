@@ -412,14 +412,37 @@ def hub_steps(repo_id: str, split: str, hub_ok: bool, local_dir: str | Path | No
         step1 = lambda: from_hub(repo_id, split)  # noqa: E731
     else:
         step1 = skip(no_hub)
+    step2 = lambda: from_snapshot(repo_id, split, local_files_only=not hub_ok)  # noqa: E731
+    step3 = (lambda: from_parquet_branch(repo_id, split)) if hub_ok else skip(no_hub)
+    if hub_ok:  # once the mirror has timed out, the next network step would wait just as long
+        step1, step2, step3 = _stop_after_a_timeout([step1, step2, step3])
     return [
         ("1. load_dataset via " + re.sub(r"^https?://", "", os.environ.get("HF_ENDPOINT", "hub")),
          step1),
-        ("2. snapshot_download" + ("" if hub_ok else " (local cache only)"),
-         lambda: from_snapshot(repo_id, split, local_files_only=not hub_ok)),
-        ("3. parquet files (refs/convert/parquet)", (lambda: from_parquet_branch(repo_id, split)) if hub_ok else skip(no_hub)),
+        ("2. snapshot_download" + ("" if hub_ok else " (local cache only)"), step2),
+        ("3. parquet files (refs/convert/parquet)", step3),
         ("4. local imagefolder copy", lambda: from_local_copy(repo_id, split, local_dir)),
     ]
+
+
+def _stop_after_a_timeout(steps: list[Callable[[], "Dataset"]]) -> list[Callable[[], "Dataset"]]:
+    """Wrap network steps so that after one times out, the others skip instead of waiting."""
+    timed_out: list[str] = []
+
+    def guarded(step: Callable[[], "Dataset"]) -> Callable[[], "Dataset"]:
+        def run() -> "Dataset":
+            if timed_out:
+                raise SkipStep(f"not tried: an earlier step timed out ({timed_out[0]})")
+            try:
+                return step()
+            except Exception as err:
+                if "Timeout" in type(err).__name__ or "Timeout" in str(err):
+                    timed_out.append(f"{type(err).__name__}; HF_HUB_DOWNLOAD_TIMEOUT="
+                                     f"{os.environ.get('HF_HUB_DOWNLOAD_TIMEOUT', '10')} s")
+                raise
+        return run
+
+    return [guarded(step) for step in steps]
 
 
 def _stops_the_chain(err: BaseException, hub_ok: bool) -> bool:

@@ -156,4 +156,10 @@ def bound_hub_requests() -> None:
     bounded_client."""
     import huggingface_hub
 
+    try:
+        from huggingface_hub.utils._http import default_client_factory  # noqa: F401
+    except ImportError:  # a huggingface_hub without it: keep its own client rather than break
+        warnings.warn("This huggingface_hub has no default_client_factory: hub requests keep its "
+                      "own timeouts (none for API calls).", stacklevel=2)
+        return
     huggingface_hub.set_client_factory(bounded_client)

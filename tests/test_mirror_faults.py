@@ -141,3 +141,22 @@ except Exception as err:
     assert "hub       : NOT reachable (answered 503 (server error)" in out
     assert "FAILED" in failed and int(failed.split("FAILED")[1].split()[1]) <= 30, failed
     assert "503" in failed
+
+
+def test_stalled_dataset_files_end_the_network_steps_after_one_timeout(olah_mirror, tmp_path):
+    """The API answers but no file comes: one step times out, the other network steps skip."""
+    code = """
+import course_utils
+course = course_utils.setup()
+print("ROWS", len(course.dataset("flowers")))
+"""
+    with mirror.faulty_mirror(olah_mirror.url, "stall-files") as proxy:
+        result = mirror.run_python(
+            code, proxy.url, tmp_path / "hf", timeout=120, HF_HUB_DOWNLOAD_TIMEOUT="1"
+        )
+    out = _ok(result)
+    steps = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert "failed" in steps["1."] and "Timeout" in steps["1."], out
+    for step in ("2.", "3."):
+        assert "skipped not tried: an earlier step timed out" in steps[step], out
+    assert "ROWS 1870" in out and result.seconds < 60, (result.seconds, out)
