@@ -11,9 +11,11 @@ from .emoji_models import emoji_model_folder
 from .registry import ModelSpec
 from .standins import get_standin
 
-# Errors a second attempt cannot fix: the repo or file is not there, or access is refused.
+# Errors a second attempt cannot fix: the repo or file is not there, or access is refused; and
+# timeouts, which huggingface_hub has already retried 5 times (each waiting HF_HUB_DOWNLOAD_TIMEOUT).
 NOT_RETRIED = {
     "RepositoryNotFoundError", "GatedRepoError", "EntryNotFoundError", "RevisionNotFoundError",
+    "ReadTimeout", "ConnectTimeout", "WriteTimeout", "PoolTimeout", "TimeoutException",
 }
 
 

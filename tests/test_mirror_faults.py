@@ -69,7 +69,7 @@ from course_utils.models import download
 from course_utils.registry import model_spec
 course = course_utils.setup()
 try:
-    download(model_spec("ddpm-cat"), attempts=1)  # course.model makes 3: three times this wait
+    download(model_spec("ddpm-cat"))  # course.model calls this; a timeout is not tried again
 except Exception as err:
     print("FAILED", type(err).__name__)
 """

@@ -67,3 +67,24 @@ def test_empty_dataset_name_is_refused_rather_than_loading_the_current_folder():
 
     with pytest.raises(ValueError, match="name_or_path is empty"):
         load_image_dataset("  ")
+
+
+def test_a_timed_out_download_is_not_tried_again(monkeypatch):
+    """huggingface_hub already retried it 5 times; three more rounds would triple the wait."""
+    import httpx
+    import huggingface_hub
+
+    from course_utils import models
+    from course_utils.registry import MODELS
+
+    calls = []
+
+    def stalled(repo_id, allow_patterns):
+        calls.append(repo_id)
+        raise httpx.ReadTimeout("timed out")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", stalled)
+    monkeypatch.setattr(models.time, "sleep", lambda s: None)
+    with pytest.raises(httpx.ReadTimeout):
+        models.download(MODELS["ddpm-cat"])
+    assert len(calls) == 1
