@@ -12,7 +12,7 @@ from .registry import ModelSpec
 from .standins import get_standin
 
 # Errors a second attempt cannot fix: the repo or file is not there, or access is refused; and
-# timeouts, which huggingface_hub has already retried 5 times (each waiting HF_HUB_DOWNLOAD_TIMEOUT).
+# timeouts, which huggingface_hub has already retried 5 times (each one HF_HUB_DOWNLOAD_TIMEOUT).
 NOT_RETRIED = {
     "RepositoryNotFoundError", "GatedRepoError", "EntryNotFoundError", "RevisionNotFoundError",
     "ReadTimeout", "ConnectTimeout", "WriteTimeout", "PoolTimeout", "TimeoutException",
