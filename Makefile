@@ -13,7 +13,19 @@ LAB_ARGS := --notebook-dir=notebooks --LabApp.news_url=None \
 	--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate $(if $(filter 0,$(shell id -u)),--allow-root)
 NBVAL    := --nbval-lax --nbval-current-env --nbval-cell-timeout=600 --nbval-kernel-startup-timeout=120
 
-.PHONY: setup lab lint format test test-unit test-notebooks lessons bench models clean
+.PHONY: setup lab lint format test test-unit test-notebooks lessons bench models olah clean
+
+# olah, the hub mirror the download tests run against, in its own environment: its dependencies pin
+# psutil<6, which the course's ipython cannot use.
+OLAH_VENV  := build/olah-venv
+OLAH_STAMP := $(OLAH_VENV)/.installed
+$(OLAH_STAMP): requirements-mirror.txt
+	@test -x $(OLAH_VENV)/bin/python || $(PYTHON) -m venv $(OLAH_VENV)
+	$(OLAH_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		-r requirements-mirror.txt
+	@touch $(OLAH_STAMP)
+
+olah: $(OLAH_STAMP)
 
 $(STAMP): pyproject.toml requirements-lock.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,10 +51,10 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+test: lint $(OLAH_STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest tests notebooks $(NBVAL)
 
-test-unit: $(STAMP)
+test-unit: $(STAMP) $(OLAH_STAMP)
 	$(TEST_ENV) $(BIN)/python -m pytest tests
 
 test-notebooks: $(STAMP)

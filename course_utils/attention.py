@@ -194,8 +194,17 @@ class CrossAttentionTrace:
     records: list[AttentionRecord] = field(default_factory=list)
     timesteps: list[float] = field(default_factory=list)
     latent_sizes: list[tuple[int, int]] = field(default_factory=list)
+    # what the text encoder was given
+    prompt_ids: list[tuple[int, ...]] = field(default_factory=list)
 
     # -- recording ------------------------------------------------------------------------------------------------
+    def _on_text_encoder_call(self, encoder, args, kwargs) -> None:
+        """Forward pre-hook on the pipeline's text encoder: note the token ids of every prompt it
+        encodes."""
+        ids = args[0] if args else kwargs.get("input_ids")
+        if isinstance(ids, torch.Tensor) and ids.ndim == 2:
+            self.prompt_ids.extend(tuple(row) for row in ids.tolist())
+
     def _on_unet_call(self, unet, args, kwargs) -> None:
         """Forward pre-hook on the UNet: one call is one denoising step; note its timestep and latent size."""
         sample = args[0] if args else kwargs.get("sample")
@@ -303,6 +312,14 @@ class CrossAttentionTrace:
             raise ValueError(f"index={index}: the traced batch holds {batch} image(s), so use 0..{batch - 1}.")
         if len({r.maps.shape[0] for r in records}) > 1:
             raise ValueError("the selected records come from generations with different batch sizes; trace one generation per `with` block.")
+        sizes = {r.size for r in records if r.layer == records[0].layer}
+        if len(sizes) > 1:
+            raise ValueError(
+                "the selected steps come from generations of different sizes (layer "
+                f"{records[0].layer} saw grids {sorted(sizes)}): trace one generation per `with` "
+                "block, call trace.clear() before the next one, or choose steps= from one "
+                "generation."
+            )
         size = size or self.image_size()
         total, count = None, 0
         for layer in dict.fromkeys(r.layer for r in records):
@@ -313,14 +330,35 @@ class CrossAttentionTrace:
             count += len(own)
         return total / count
 
+    def _require_traced_prompt(self, prompt: str) -> None:
+        """Refuse a prompt the traced text encoder never saw: its token positions would index
+        another prompt."""
+        if not self.prompt_ids:  # a bare UNet, or prompt_embeds passed in: nothing to compare with
+            return
+        tokenizer = self._require_tokenizer()
+        limit = tokenizer.model_max_length
+        ids = tuple(tokenizer(prompt, truncation=True, max_length=limit).input_ids)
+        if any(row[: len(ids)] == ids for row in self.prompt_ids):
+            return
+        rows = dict.fromkeys(self.prompt_ids)
+        seen = [tokenizer.decode(row, skip_special_tokens=True) for row in rows]
+        raise ValueError(
+            f"prompt={prompt!r} is not a prompt of the traced generation (it encoded "
+            f"{', '.join(repr(t) for t in seen if t) or 'only empty prompts'}). The maps are "
+            "indexed by the traced prompt's tokens: pass that prompt, or generate with this one "
+            "inside a new trace."
+        )
+
     def word_map(self, prompt: str, word: str, index: int = 0, layers=None, steps=None, normalize: bool = True) -> torch.Tensor:
         """(H, W) heat map of `word` (its BPE pieces summed; a phrase or repeated word: all occurrences summed)."""
+        self._require_traced_prompt(prompt)
         positions = word_positions(self._require_tokenizer(), prompt, word)
         heat = self.token_maps(index, layers, steps, tokens=positions).sum(0)
         return normalize_map(heat) if normalize else heat
 
     def word_maps(self, prompt: str, index: int = 0, layers=None, steps=None, normalize: bool = True) -> dict[str, torch.Tensor]:
         """{word: (H, W) heat map} for every word of the prompt (a repeated word appears once, occurrences summed)."""
+        self._require_traced_prompt(prompt)
         words = self.words(prompt)
         positions = sorted({p for w in words for p in w.positions})
         tokens = dict(zip(positions, self.token_maps(index, layers, steps, tokens=positions)))
@@ -335,6 +373,7 @@ class CrossAttentionTrace:
         self.records.clear()
         self.timesteps.clear()
         self.latent_sizes.clear()
+        self.prompt_ids.clear()
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{h}x{w}: {len(names)}" for (h, w), names in self.layers_by_size().items())
@@ -396,12 +435,17 @@ def trace_cross_attention(
     )
     originals = {name: module.get_processor() for name, module in layers.items()}
     hook = unet.register_forward_pre_hook(trace._on_unet_call, with_kwargs=True)
+    encoder = getattr(pipe, "text_encoder", None)
+    text_hook = (encoder.register_forward_pre_hook(trace._on_text_encoder_call, with_kwargs=True)
+                 if isinstance(encoder, torch.nn.Module) else None)
     try:
         for name, module in layers.items():
             module.set_processor(CrossAttentionRecorder(originals[name], name, trace))
         yield trace
     finally:
         hook.remove()
+        if text_hook is not None:
+            text_hook.remove()
         for name, module in layers.items():
             module.set_processor(originals[name])
 

@@ -10,13 +10,22 @@ from pathlib import Path
 from typing import Any
 
 from course_utils import hub
+from course_utils.checks.values import (
+    require_choice,
+    require_multiple_of_8,
+    require_positive_int,
+    require_positive_number,
+    require_seed,
+)
 from course_utils.progress import hide_loading_bars
-from course_utils.checks.values import require_choice, require_multiple_of_8, require_positive_int
 
 MODES = ("smoke", "full")
 # Smoke mode's trained emoji models are tiny (8 x 8 latents, 32 px pixels): 20 steps cost well under a second.
 SMOKE_MAX_STEPS = 20
 SMOKE_MIN_SIZE = 32
+# Set next to HF_HUB_OFFLINE when setup() (not the learner) turned offline mode on, so a later
+# setup() probes again.
+OFFLINE_MARK = "COURSE_OFFLINE_BY_SETUP"
 
 
 @dataclass
@@ -48,6 +57,7 @@ class Course:
 
     def size(self, px: int) -> int:
         """Image side in pixels: `px` in full mode; px/8 (at least 32, a multiple of 8) in smoke mode."""
+        require_positive_int("px", px)
         require_multiple_of_8(px, px)
         return px if not self.smoke else max(SMOKE_MIN_SIZE, px // 8 // 8 * 8)
 
@@ -72,7 +82,8 @@ class Course:
         import torch
 
         device = "cpu" if self.device == "mps" else self.device  # MPS generators are not reproducible
-        return torch.Generator(device=device).manual_seed(self.seed if seed is None else seed)
+        seed = self.seed if seed is None else require_seed("seed", seed)
+        return torch.Generator(device=device).manual_seed(seed)
 
 
 def pick_device() -> str:
@@ -111,19 +122,40 @@ def _token_status() -> str:
     return "found (saved by `hf auth login`)" if get_token() else "none (only needed for gated repos and push_to_hub)"
 
 
+def _hub_state(endpoint: str, probe_timeout: float) -> tuple[bool, str]:
+    """Decide once whether the hub answers; (hub_ok, what to print). Turns offline mode on when it
+    does not."""
+    import sys
+
+    if hub.offline_requested() and os.environ.get(OFFLINE_MARK) != "1":
+        return False, "NOT used: offline mode on (you set HF_HUB_OFFLINE=1)"
+    os.environ.pop("HF_HUB_OFFLINE", None)  # set by an earlier setup() of this kernel: probe again
+    started = time.perf_counter()
+    ok, how = hub.probe(endpoint, timeout=probe_timeout)
+    took = f"probe took {time.perf_counter() - started:.1f} s"
+    loaded = sys.modules.get("huggingface_hub.constants")
+    if ok and loaded is not None and loaded.HF_HUB_OFFLINE:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        return False, (f"answers now ({how}), but an earlier setup() already started the hub "
+                       "libraries in offline mode: restart the kernel and run this setup() first")
+    if ok:
+        os.environ.pop(OFFLINE_MARK, None)
+        return True, f"reachable ({how}; {took})"
+    # Libraries read this at import: they now fail at once instead of retrying for ~30 s per file.
+    os.environ["HF_HUB_OFFLINE"] = os.environ[OFFLINE_MARK] = "1"
+    return False, f"NOT reachable ({how}; {took}), offline mode on"
+
+
 def setup(mode: str | None = None, mirror: str | None = None, seed: int = 0, probe_timeout: float = 1.0) -> Course:
     """Configure the hub, pick mode/device/dtype, seed everything, print a status block, return a Course."""
     if mode is not None:  # validate before doing anything else
         require_choice("mode", mode, MODES)
+    require_seed("seed", seed)
+    require_positive_number("probe_timeout", probe_timeout)
     hub.configure_hub_env(mirror)
     endpoint = os.environ["HF_ENDPOINT"]
-    started = time.perf_counter()
-    offline = hub.offline_requested()
-    hub_ok = not offline and hub.hub_reachable(endpoint, timeout=probe_timeout)
-    probe_s = time.perf_counter() - started
-    if not hub_ok:
-        # Libraries read this at import: they now fail at once instead of retrying for ~30 s per file.
-        os.environ["HF_HUB_OFFLINE"] = "1"
+    hub_ok, state = _hub_state(endpoint, probe_timeout)
+    hub.bound_hub_requests()
 
     import torch
     from accelerate.utils import set_seed
@@ -135,8 +167,6 @@ def setup(mode: str | None = None, mirror: str | None = None, seed: int = 0, pro
     set_seed(seed)
     hide_loading_bars()
     course = Course(chosen_mode, device, dtype, endpoint, Path(constants.HF_HOME), hub_ok, seed)
-    why = "HF_HUB_OFFLINE=1" if offline else f"probe took {probe_s:.1f} s"
-    state = "reachable" if hub_ok else f"NOT reachable, offline mode on ({why})"
     models = "real checkpoints" if chosen_mode == "full" else "the course's small models, trained on emoji"
     print(
         "course_utils.setup()\n"

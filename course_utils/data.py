@@ -98,6 +98,78 @@ def find_corrupt_images(paths: Sequence[Path]) -> dict[Path, str]:
     return bad
 
 
+METADATA_EXAMPLE = '{"file_name": "0001.png", "text": "a caption"}'
+
+
+def _metadata_rows(path: Path) -> list[tuple[int, dict]]:
+    """(line number, row) for each row of a metadata.jsonl or metadata.csv; bad lines raise a
+    ValueError."""
+    import csv
+    import io
+    import json
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}): save it as "
+                         "UTF-8 (datasets reads metadata files only in UTF-8).") from None
+    if not text.strip():
+        raise ValueError(f"{path} is empty: write one row per image, e.g. {METADATA_EXAMPLE}, or "
+                         "delete the file to load the images without captions.")
+    if path.suffix == ".csv":
+        return [(i + 2, row) for i, row in enumerate(csv.DictReader(io.StringIO(text)))]
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(
+                f"line {number} of {path} is not valid JSON ({err.msg}): {line[:80]!r}. "
+                f"Each line must be one JSON object, e.g. {METADATA_EXAMPLE}."
+            ) from None
+        if not isinstance(row, dict):
+            raise ValueError(f"line {number} of {path} is {type(row).__name__}, not a JSON "
+                             f"object such as {METADATA_EXAMPLE}.")
+        rows.append((number, row))
+    return rows
+
+
+def _refuse_repeated_names(path: Path, rows: list[tuple[int, dict]]) -> None:
+    """One row per image: a file named twice would be loaded twice, once per caption."""
+    first: dict[str, int] = {}
+    for number, row in rows:
+        name = str(row["file_name"])
+        if name in first:
+            raise ValueError(f"{path}: {name!r} is named on line {first[name]} and again on line "
+                             f"{number}. Keep one row per image (one caption each).")
+        first[name] = number
+
+
+def check_metadata(folder: Path) -> None:
+    """Check every metadata.jsonl/.csv under `folder` before datasets reads it: valid lines, a
+    file_name in each row, and every named file present (datasets would keep rows for missing files,
+    and training crash later)."""
+    for path in sorted(folder.rglob("metadata.jsonl")) + sorted(folder.rglob("metadata.csv")):
+        rows = _metadata_rows(path)
+        unnamed = [n for n, row in rows if not row.get("file_name")]
+        if unnamed:
+            raise ValueError(f"{path}: line(s) {unnamed[:5]} have no 'file_name'. Every row names "
+                             f"its image, e.g. {METADATA_EXAMPLE}.")
+        _refuse_repeated_names(path, rows)
+        missing = [(n, row["file_name"]) for n, row in rows
+                   if not (path.parent / str(row["file_name"])).is_file()]
+        if missing:
+            listed = ", ".join(f"{name!r} (line {n})" for n, name in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise FileNotFoundError(
+                f"{path} names {len(missing)} file(s) that are not in {path.parent}: "
+                f"{listed}{more}. "
+                "Fix those names, delete their lines, or add the images."
+            )
+
+
 def offline_dataset_dir() -> Path:
     """Folder of the shipped emoji dataset: $COURSE_DATA_DIR/emoji if set, else data/emoji in this repository."""
     return data_root(f"{OFFLINE_NAME}/train/metadata.jsonl", what="emoji dataset",
@@ -171,6 +243,12 @@ def load_image_folder(folder: str | Path, split: str = "train", data_files: Any 
             "'file_name' and a 'text' column for captions."
         )
     bad = find_corrupt_images(images)
+    if len(bad) == len(images):
+        listed = "\n".join(f"    {p.name}: {why[:120]}" for p, why in list(bad.items())[:5])
+        raise ValueError(f"None of the {len(images)} image files in {folder} can be read:\n"
+                         f"{listed}\nRe-download or re-export them (Pillow must open them), then "
+                         "load the folder again.")
+    check_metadata(folder)
     try:
         with quiet_datasets():
             if data_files is not None:
@@ -327,13 +405,37 @@ def hub_steps(repo_id: str, split: str, hub_ok: bool, local_dir: str | Path | No
         step1 = lambda: from_hub(repo_id, split)  # noqa: E731
     else:
         step1 = skip(no_hub)
+    step2 = lambda: from_snapshot(repo_id, split, local_files_only=not hub_ok)  # noqa: E731
+    step3 = (lambda: from_parquet_branch(repo_id, split)) if hub_ok else skip(no_hub)
+    if hub_ok:  # once the mirror has timed out, the next network step would wait just as long
+        step1, step2, step3 = _stop_after_a_timeout([step1, step2, step3])
     return [
-        ("1. load_dataset via " + os.environ.get("HF_ENDPOINT", "the hub").replace("https://", ""), step1),
-        ("2. snapshot_download" + ("" if hub_ok else " (local cache only)"),
-         lambda: from_snapshot(repo_id, split, local_files_only=not hub_ok)),
-        ("3. parquet files (refs/convert/parquet)", (lambda: from_parquet_branch(repo_id, split)) if hub_ok else skip(no_hub)),
+        ("1. load_dataset via " + re.sub(r"^https?://", "", os.environ.get("HF_ENDPOINT", "hub")),
+         step1),
+        ("2. snapshot_download" + ("" if hub_ok else " (local cache only)"), step2),
+        ("3. parquet files (refs/convert/parquet)", step3),
         ("4. local imagefolder copy", lambda: from_local_copy(repo_id, split, local_dir)),
     ]
+
+
+def _stop_after_a_timeout(steps: list[Callable[[], "Dataset"]]) -> list[Callable[[], "Dataset"]]:
+    """Wrap network steps so that after one times out, the others skip instead of waiting."""
+    timed_out: list[str] = []
+
+    def guarded(step: Callable[[], "Dataset"]) -> Callable[[], "Dataset"]:
+        def run() -> "Dataset":
+            if timed_out:
+                raise SkipStep(f"not tried: an earlier step timed out ({timed_out[0]})")
+            try:
+                return step()
+            except Exception as err:
+                if "Timeout" in type(err).__name__ or "Timeout" in str(err):
+                    timed_out.append(f"{type(err).__name__}; HF_HUB_DOWNLOAD_TIMEOUT="
+                                     f"{os.environ.get('HF_HUB_DOWNLOAD_TIMEOUT', '10')} s")
+                raise
+        return run
+
+    return [guarded(step) for step in steps]
 
 
 def _stops_the_chain(err: BaseException, hub_ok: bool) -> bool:
@@ -349,6 +451,8 @@ def try_steps(steps: Sequence[tuple[str, Callable[[], "Dataset"]]], hub_ok: bool
     for label, step in steps:
         started = time.perf_counter()
         dataset, error = None, None
+        if verbose:  # the label first: a slow mirror must not leave the learner looking at nothing
+            print(f"  {label:<44} ", end="", flush=True)
         try:
             dataset = step()
             outcome, detail = "ok", f"{len(dataset)} rows"
@@ -358,7 +462,7 @@ def try_steps(steps: Sequence[tuple[str, Callable[[], "Dataset"]]], hub_ok: bool
             outcome, detail, error = "failed", explain(err), err
         attempts.append(Attempt(label, outcome, detail, time.perf_counter() - started))
         if verbose:
-            print(attempts[-1])
+            print(str(attempts[-1])[len(f"  {label:<44} "):])
         if error is not None and _stops_the_chain(error, hub_ok):
             raise error
         if dataset is not None:
@@ -425,6 +529,9 @@ def load_image_dataset(
 
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"name_or_path must be a string or path, got {type(name_or_path).__name__}")
+    if not str(name_or_path).strip():
+        raise ValueError("name_or_path is empty: pass a short name such as 'emoji' or 'flowers', "
+                         "a hub id, or a folder of images (use '.' for the current folder).")
     name = dataset_id(str(name_or_path))
     kind = _kind(name)
     started = time.perf_counter()

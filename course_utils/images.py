@@ -38,8 +38,12 @@ def latents_to_pil(vae, latents: torch.Tensor) -> list[Image.Image]:
 
 
 def load_image(path: str | Path) -> Image.Image:
-    """Open an image file (or URL) as RGB, with a clear error if the path does not exist or is not an image."""
+    """Open an image file (or URL) as RGB, with a clear error if the path does not exist or is not
+    an image. Transparency becomes white and 16-bit images are scaled to 8 bits, as in the dataset
+    path (data.to_rgb)."""
     from diffusers.utils import load_image as diffusers_load_image
+
+    from course_utils.data import to_rgb
 
     text = str(path)
     if not text.startswith(("http://", "https://")):
@@ -52,7 +56,7 @@ def load_image(path: str | Path) -> Image.Image:
             Image.open(file).verify()
         except Exception as err:
             raise ValueError(f"{text!r} exists but is not a readable image ({err}).") from err
-    return diffusers_load_image(text).convert("RGB")
+    return diffusers_load_image(text, convert_method=to_rgb)
 
 
 def image_grid(images: Sequence[Image.Image], rows: int | None = None, cols: int | None = None) -> Image.Image:

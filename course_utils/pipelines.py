@@ -139,6 +139,21 @@ def check_strength(strength: Any, num_inference_steps: int | None = None) -> flo
     return float(strength)
 
 
+def check_guidance(guidance_scale: Any) -> float:
+    """Classifier-free guidance scale: a finite number >= 0 (at most 1 means no guidance in
+    diffusers)."""
+    expected = ("expected a finite number >= 0, e.g. guidance_scale=7.5 "
+                "(1 or less switches guidance off)")
+    if isinstance(guidance_scale, str):
+        raise TypeError(f"guidance_scale={guidance_scale!r} is text: {expected}, without quotes.")
+    if isinstance(guidance_scale, bool) or not isinstance(guidance_scale, (int, float)):
+        raise TypeError(f"guidance_scale={guidance_scale!r}: {expected}.")
+    if not math.isfinite(guidance_scale) or guidance_scale < 0:
+        raise ValueError(f"guidance_scale={guidance_scale!r}: {expected}. NaN would silently "
+                         "switch guidance off, and infinity turns every pixel black.")
+    return float(guidance_scale)
+
+
 def check_size(height: int, width: int) -> tuple[int, int]:
     """Height and width must be positive multiples of 8 (the VAE's downsampling factor)."""
     return require_multiple_of_8(height, width)
@@ -173,9 +188,12 @@ def check_inputs(
     num_inference_steps: int | None = None,
     height: int | None = None,
     width: int | None = None,
+    guidance_scale: float | None = None,
 ) -> dict[str, Any]:
     """Check the arguments of a pipeline call; return them as keyword arguments (images loaded, mask matched)."""
     kwargs: dict[str, Any] = {"prompt": check_prompt(prompt)}
+    if guidance_scale is not None:
+        kwargs["guidance_scale"] = check_guidance(guidance_scale)
     if image is not None:
         kwargs["image"] = image if isinstance(image, Image.Image) else load_photo(image)
     if mask_image is not None:

@@ -16,7 +16,6 @@ import argparse
 import json
 import re
 import shutil
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,10 +60,11 @@ def read_emoji_test(path: Path = EMOJI_TEST) -> list[Emoji]:
     return found
 
 
-def slug(name: str) -> str:
-    """ASCII file-name part from an emoji name: 'flag: Côte d’Ivoire' -> 'flag-cote-d-ivoire'."""
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")[:60]
+def file_name(index: int, codepoints: tuple[int, ...]) -> str:
+    """'0000_1f600.png': the row number and the code points in hex. Not the emoji's name: datasets'
+    imagefolder reads split names out of file names, and names such as 'train' or 'test tube' would
+    start splits of their own."""
+    return f"{index:04d}_{'-'.join(f'{cp:x}' for cp in codepoints)}.png"
 
 
 def render(font: ImageFont.FreeTypeFont, text: str) -> Image.Image:
@@ -103,10 +103,10 @@ def build(out: Path = OUT, limit: int | None = None) -> int:
         if image.tobytes() == missing_glyph.tobytes() or image.getextrema() == ((255, 255),) * 3:
             skipped.append(emoji.name)
             continue
-        file_name = f"{len(rows):04d}_{slug(emoji.name)}.png"
-        image.save(train / file_name, optimize=True)
+        name = file_name(len(rows), emoji.codepoints)
+        image.save(train / name, optimize=True)
         rows.append({
-            "file_name": file_name,
+            "file_name": name,
             "text": emoji.name,
             "emoji": emoji.char,
             "group": emoji.group,

@@ -41,3 +41,19 @@ def emoji_ddpm_folder():
 def emoji_sd_folder():
     """data/models/emoji-sd: the course's trained text-to-image model (Stable Diffusion layout)."""
     return _shipped("emoji-sd")
+
+
+@pytest.fixture(scope="session")
+def olah_mirror(tmp_path_factory):
+    """olah serving the course's models and a flowers-like dataset as a hub mirror, offline; stopped
+    at the end."""
+    import mirror
+
+    from course_utils.data import offline_dataset_dir
+    from course_utils.models.emoji import models_dir
+
+    images = sorted((offline_dataset_dir() / "train").glob("*.png"))[:12]
+    parquet = mirror.flowers_parquet(images)
+    served = mirror.course_mirror(tmp_path_factory.mktemp("olah"), models_dir(), parquet)
+    yield served
+    mirror.stop(served)

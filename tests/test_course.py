@@ -196,7 +196,7 @@ def test_download_retries_then_succeeds(monkeypatch, tmp_path):
         if len(calls) < 3:
             import httpx  # huggingface_hub 2.x raises httpx errors, which are not OSErrors
 
-            raise httpx.ReadTimeout("read timeout")
+            raise httpx.RemoteProtocolError("peer closed connection")
         return str(tmp_path)
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", flaky)

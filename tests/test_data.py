@@ -356,10 +356,11 @@ def _script():
     return module
 
 
-def test_script_slugs_are_ascii():
+def test_script_file_names_are_row_and_code_points():
     script = _script()
-    assert script.slug("flag: Côte d’Ivoire") == "flag-cote-divoire"
-    assert script.slug("keycap: *") == "keycap"
+    assert script.file_name(0, (0x1F600,)) == "0000_1f600.png"
+    # test tube: no word that a split could match
+    assert script.file_name(1331, (0x1F9EA,)) == "1331_1f9ea.png"
 
 
 def test_script_regenerates_the_shipped_images(tmp_path):

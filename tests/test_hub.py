@@ -85,7 +85,10 @@ class _Answer(http.server.BaseHTTPRequestHandler):
 
     def do_HEAD(self):  # noqa: N802
         self.send_response(self.status)
+        self.send_header("Content-Length", "0")
         self.end_headers()
+
+    do_GET = do_HEAD  # noqa: N815
 
     def log_message(self, *args):
         pass
@@ -114,3 +117,76 @@ def test_offline_flag(monkeypatch):
     assert hub.offline_requested({"HF_HUB_OFFLINE": "1"}) is True
     assert hub.offline_requested({"HF_HUB_OFFLINE": "0"}) is False
     assert hub.offline_requested({}) is False
+
+
+class _HeadOnly(_Answer):
+    """Answers HEAD at once but never answers GET: a mirror that cannot serve a single file."""
+
+    def do_GET(self):  # noqa: N802
+        time.sleep(5)
+
+
+@pytest.mark.parametrize(
+    "handler, expected", [(_HeadOnly, False), (type("E", (_Answer,), {"status": 503}), False)]
+)
+def test_probe_needs_a_get_answer_below_500(handler, expected):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        start = time.perf_counter()
+        ok, why = hub.probe(f"http://127.0.0.1:{server.server_port}", timeout=1.0)
+        assert ok is expected and time.perf_counter() - start <= 2.0
+        assert ("within 1 s" in why) if handler is _HeadOnly else ("503 (server error)" in why)
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["hf-mirror.com", "https://", "mirror=123", "ftp://x.org", " "]
+)
+def test_malformed_hf_endpoint_is_not_a_url(endpoint):
+    with pytest.raises(ValueError, match="HF_ENDPOINT=.* is not a URL"):
+        hub.configure_hub_env(None, env={"HF_ENDPOINT": endpoint})
+
+
+@pytest.mark.parametrize("mirror", ["https://", 123, "http:/x"])
+def test_malformed_mirror_argument_is_not_a_url(mirror):
+    with pytest.raises(ValueError, match="mirror=.* is (not a URL|neither a URL)"):
+        hub.configure_hub_env(mirror, env={})
+
+
+def test_bounded_client_fills_only_missing_timeouts(monkeypatch):
+    import httpx2 as httpx
+
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", "3")
+    monkeypatch.setenv("HF_HUB_DOWNLOAD_TIMEOUT", "7")
+    client = hub.bounded_client()
+    unbounded = client.build_request("GET", "http://127.0.0.1/", timeout=None)
+    for hook in client.event_hooks["request"]:
+        hook(unbounded) if hook is hub._fill_missing_timeouts else None
+    expected = {"connect": 3.0, "read": 7.0, "write": 7.0, "pool": 7.0}
+    assert unbounded.extensions["timeout"] == expected
+    chosen = client.build_request("GET", "http://127.0.0.1/", timeout=httpx.Timeout(1.0))
+    hub._fill_missing_timeouts(chosen)
+    assert chosen.extensions["timeout"]["read"] == 1.0
+
+
+def test_probe_of_a_server_that_does_not_speak_http_says_so():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def serve():
+        connection, _ = listener.accept()
+        connection.recv(1000)
+        connection.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+        connection.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        start = time.perf_counter()
+        ok, why = hub.probe(f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=1.0)
+        assert not ok and "not HTTP" in why and time.perf_counter() - start < 1.0
+    finally:
+        listener.close()

@@ -39,6 +39,23 @@ def require_multiple_of_8(height: int, width: int) -> tuple[int, int]:
     return int(height), int(width)
 
 
+def require_seed(name: str, value: int) -> int:
+    """Check a random seed: a whole number >= 0 (torch and numpy refuse text and negative seeds)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name}={value!r}: expected a whole number >= 0, e.g. {name}=0.")
+    return value
+
+
+def require_positive_number(name: str, value: float) -> float:
+    """Check a duration or scale: a finite number above 0."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or value <= 0:
+        raise ValueError(f"{name}={value!r}: expected a finite number above 0, e.g. {name}=1.0.")
+    return float(value)
+
+
 def require_positive_int(name: str, value: int) -> int:
     """Check that a count (steps, batch size, ...) is a whole number of at least 1."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:

@@ -69,16 +69,52 @@ DATASETS: dict[str, str] = {
 }
 
 
+# Owners whose repos were deleted from the hub, and the owner that keeps copies under the same
+# names.
+MOVED_OWNERS: dict[str, str] = {"runwayml": "stable-diffusion-v1-5"}
+
+
+def moved_to(repo_id: str) -> str | None:
+    """The current id of a deleted repo the course knows a copy of, else None."""
+    owner, _, name = repo_id.partition("/")
+    new = f"{MOVED_OWNERS[owner]}/{name}" if owner in MOVED_OWNERS else None
+    return new if any(s.repo_id == new for s in MODELS.values()) else None
+
+
+class UnknownModelError(KeyError):
+    """A model name the registry does not know; prints its message as written (KeyError would quote
+    it)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def _suggest(name: str) -> str:
+    """' Did you mean ...?' for a near miss, ignoring case ('SD15' -> 'sd15')."""
+    options = list(MODELS) + [s.repo_id for s in MODELS.values()]
+    return did_you_mean(name, options) or did_you_mean(name.lower(), options)
+
+
 def model_spec(name: str) -> ModelSpec:
     """Look a model up by short name or by hub id; unknown names raise a KeyError that lists the known ones."""
+    if not isinstance(name, str):
+        raise TypeError(f"name={name!r}: expected a short name such as 'sd15' "
+                        "or a hub id (a string).")
     if name in MODELS:
         return MODELS[name]
     for spec in MODELS.values():
         if spec.repo_id == name:
             return spec
+    new = moved_to(name)
+    if new is not None:
+        short = next(s.name for s in MODELS.values() if s.repo_id == new)
+        raise UnknownModelError(
+            f"{name!r} was deleted from the hub; the same weights moved to {new!r}. "
+            f"Use course.model({short!r}) or from_pretrained({new!r})."
+        )
     known = "\n".join(f"  {s.name:<20} {s.repo_id}" for s in MODELS.values())
-    raise KeyError(
-        f"Unknown model {name!r}.{did_you_mean(name, list(MODELS) + [s.repo_id for s in MODELS.values()])}\n"
+    raise UnknownModelError(
+        f"Unknown model {name!r}.{_suggest(name)}\n"
         f"Known models (short name, hub id):\n{known}\n"
         "For any other repo, call diffusers' from_pretrained(repo_id) directly."
     )

@@ -11,6 +11,13 @@ from course_utils.models.emoji import emoji_model_folder
 from course_utils.models.registry import ModelSpec
 from course_utils.models.standins import get_standin
 
+# Errors a second attempt cannot fix: the repo or file is not there, or access is refused; and
+# timeouts, which huggingface_hub has already retried 5 times (each one HF_HUB_DOWNLOAD_TIMEOUT).
+NOT_RETRIED = {
+    "RepositoryNotFoundError", "GatedRepoError", "EntryNotFoundError", "RevisionNotFoundError",
+    "ReadTimeout", "ConnectTimeout", "WriteTimeout", "PoolTimeout", "TimeoutException",
+}
+
 
 @dataclass(frozen=True)
 class ModelSource:
@@ -40,19 +47,31 @@ def from_cache(spec: ModelSpec) -> Path | None:
     return folder if _complete(folder, spec) else None
 
 
+def _waiting_for(spec: ModelSpec) -> str:
+    """What a download is about to wait for, and for at most how long per request."""
+    import os
+
+    endpoint = os.environ.get("HF_ENDPOINT", "the hub")
+    wait = os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT", "10")
+    return (f"downloading {spec.repo_id} from {endpoint} (each request waits at most {wait} s "
+            "for data: HF_HUB_DOWNLOAD_TIMEOUT)")
+
+
 def download(spec: ModelSpec, attempts: int = 3) -> Path:
     """Download the files the course needs (safetensors + configs, with a progress bar), retrying a broken
     connection: each retry resumes where the last one stopped. Raises the last error if every attempt fails."""
     from huggingface_hub import snapshot_download
 
+    print(_waiting_for(spec), flush=True)
     for attempt in range(1, attempts + 1):
         try:
             folder = Path(snapshot_download(spec.repo_id, allow_patterns=list(spec.allow_patterns)))
             break
         except Exception as err:  # httpx timeouts and connection errors are not OSErrors in huggingface_hub 2.x
-            if attempt == attempts:
+            if attempt == attempts or type(err).__name__ in NOT_RETRIED:
                 raise
-            print(f"download of {spec.repo_id} failed ({type(err).__name__}); retry {attempt}/{attempts - 1}, resuming")
+            print(f"download of {spec.repo_id} failed ({type(err).__name__}); "
+                  f"retry {attempt}/{attempts - 1}, resuming", flush=True)
             time.sleep(2 * attempt)
     missing = [name for name in spec.required if not (folder / name).exists()]
     if missing:

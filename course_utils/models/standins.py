@@ -98,6 +98,15 @@ def _write_readme(folder: Path, spec: ModelSpec, size: str) -> None:
     )
 
 
+def share_like_other_files(folder: Path) -> None:
+    """Give `folder` and everything in it the permissions a plain mkdir/open would (mkdtemp makes
+    0700 and safetensors 0600), so other users of a shared HF_HOME can read the stand-in."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [folder, *folder.rglob("*")]:
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 def build_standin(spec: ModelSpec, folder: Path, size: str = "tiny") -> Path:
     """Build the stand-in for `spec` into `folder` (atomically) and return `folder`."""
     if size not in SIZES:
@@ -113,6 +122,7 @@ def build_standin(spec: ModelSpec, folder: Path, size: str = "tiny") -> Path:
             else:
                 _build_sd(tmp, size, spec)
         _write_readme(tmp, spec, size)
+        share_like_other_files(tmp)
         if folder.exists():  # another process finished first; keep theirs
             shutil.rmtree(tmp)
         else:

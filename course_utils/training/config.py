@@ -33,6 +33,33 @@ TINY_UNET = dict(
 )
 
 
+# Real-valued settings: (lowest, highest, an example), bounds in words below. Each must be a finite
+# number.
+NUMBER_RANGES = {
+    "learning_rate": ("> 0", "", "1e-4"),
+    "adam_weight_decay": (">= 0", "", "1e-6"),
+    "max_grad_norm": ("> 0", "", "1.0 (gradients longer than this are scaled down)"),
+    "ema_max_decay": (">= 0", "< 1", "0.9999 (1 would freeze the EMA weights at their start)"),
+    "ema_inv_gamma": ("> 0", "", "1.0"),
+    "ema_power": ("> 0", "", "0.75"),
+}
+
+
+def require_number(name: str, value: Any, low: str, high: str, example: str) -> float:
+    """Check a real-valued setting: a finite int/float within `low` and `high` (e.g. '> 0', '< 1').
+    """
+    bounds = " and ".join(b for b in (low, high) if b)
+    expected = f"expected a finite number {bounds}, e.g. {name}={example}"
+    if isinstance(value, str):
+        raise ValueError(f"{name}={value!r} is text: {expected} (a number, without quotes).")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name}={value!r}: {expected}.")
+    checks = {"> 0": value > 0, ">= 0": value >= 0, "< 1": value < 1, "": True}
+    if not (checks[low] and checks[high]):
+        raise ValueError(f"{name}={value!r}: {expected}.")
+    return float(value)
+
+
 @dataclass
 class TrainingConfig:
     """Every setting of one training run. Sizes count images per process; steps count optimizer updates."""
@@ -127,10 +154,15 @@ class TrainingConfig:
             if f.type in ("bool", bool) and not isinstance(getattr(self, f.name), bool):
                 raise ValueError(f"{f.name}={getattr(self, f.name)!r}: expected True or False (a string such as "
                                  "'false' would count as True).")
-        if isinstance(self.lr_warmup_steps, bool) or not isinstance(self.lr_warmup_steps, int) or self.lr_warmup_steps < 0:
-            raise ValueError(f"lr_warmup_steps={self.lr_warmup_steps!r}: expected a whole number >= 0.")
-        if not self.learning_rate > 0:
-            raise ValueError(f"learning_rate={self.learning_rate!r}: expected a positive number such as 1e-4.")
+        for name in ("lr_warmup_steps", "dataloader_num_workers", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name}={value!r}: expected a whole number >= 0.")
+        for name, (low, high, example) in NUMBER_RANGES.items():
+            require_number(name, getattr(self, name), low, high, example)
+        if not isinstance(self.output_dir, (str, Path)) or not str(self.output_dir).strip():
+            raise ValueError(f"output_dir={self.output_dir!r}: expected a folder path such as "
+                             "'outputs/ddpm-128'.")
         require_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         require_choice("logger", self.logger, LOGGERS)
         levels = len(self.block_out_channels)

@@ -8,6 +8,7 @@ process), never from the global random state; batches come from accelerate's see
 skip_first_batches after a resume); the EMA and the trainer's counters are saved with accelerator.save_state."""
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -103,10 +104,22 @@ def check_training_inputs(config: TrainingConfig, dataset, model, num_processes:
             f"course_utils.data.with_transform(dataset, {config.image_size})."
         )
     low, high = float(images.min()), float(images.max())
+    _refuse_unnormalised(dataset)
     if low < -1.001 or high > 1.001:
         raise ValueError(
             f"Dataset images range over [{low:.3g}, {high:.3g}], but DDPM training expects [-1, 1]: "
             "add Normalize([0.5], [0.5]) after ToTensor()."
+        )
+
+
+def _refuse_unnormalised(dataset, count: int = 4) -> None:
+    """Refuse ToTensor()'s [0, 1] (Normalize forgotten): no pixel of the first images below 0."""
+    lowest = min(float(_images_of(dataset[i]).min()) for i in range(min(count, len(dataset))))
+    if lowest >= 0:
+        raise ValueError(
+            f"No pixel of the first {min(count, len(dataset))} images is below 0: they look like "
+            "ToTensor()'s [0, 1], but DDPM training expects [-1, 1]. Add Normalize([0.5], [0.5]) "
+            "after ToTensor() (course_utils.data.with_transform does)."
         )
 
 
@@ -280,13 +293,43 @@ def _save_samples(accelerator, unet, ema, noise_scheduler, config: TrainingConfi
 
 
 def _save_checkpoint(accelerator, config: TrainingConfig, step: int) -> Path:
-    """accelerator.save_state into checkpoints/checkpoint-<step>, then keep only the newest ones."""
+    """accelerator.save_state into a hidden folder, renamed to checkpoints/checkpoint-<step> once
+    complete (a run killed while saving leaves no half-written checkpoint), then keep only the
+    newest ones."""
     folder = runs.checkpoint_folder(config.output_dir, step)
-    accelerator.save_state(str(folder))
+    partial = runs.partial_folder(folder)
     if accelerator.is_main_process:
+        runs.remove_partial_checkpoints(config.output_dir)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(partial))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        runs.publish_checkpoint(partial, folder)
         runs.prune_checkpoints(config.output_dir, config.checkpoints_total_limit)
     accelerator.wait_for_everyone()
     return folder
+
+
+def stop_if_not_finite(
+    losses: list[tuple[int, float]], config: TrainingConfig, mixed_precision: str
+) -> None:
+    """Stop the run (nothing more is saved) at the first NaN or infinite loss, naming the likely
+    causes."""
+    bad = next(((step, value) for step, value in losses if not math.isfinite(value)), None)
+    if bad is None:
+        return
+    causes = [f"learning_rate={config.learning_rate:g} too high (try 10x lower)"]
+    if config.max_grad_norm > 10:
+        causes.append(f"max_grad_norm={config.max_grad_norm:g} clips too little (try 1.0)")
+    if mixed_precision == "fp16":
+        causes.append("fp16 overflow (try mixed_precision='bf16' or 'no')")
+    causes.append("NaN or infinite values in the images (check the dataset's transform)")
+    raise FloatingPointError(
+        f"The loss became {bad[1]} at step {bad[0]}: training stopped, and neither this step's "
+        f"weights nor a model were saved. Likely causes: {'; '.join(causes)}. Earlier "
+        f"checkpoints in {Path(config.output_dir) / runs.CHECKPOINTS} are from before it went "
+        "wrong."
+    )
 
 
 def _progress_bar(total: int, initial: int, disable: bool):
@@ -452,8 +495,8 @@ class LossLog:
     """Keeps each step's loss on the device and reads them back in one go when asked (every logging_steps): each
     read makes the CPU wait for the GPU. The values are averaged over the processes and logged."""
 
-    def __init__(self, accelerator, state: TrainState, progress) -> None:
-        self.accelerator, self.state, self.progress = accelerator, state, progress
+    def __init__(self, accelerator, state: TrainState, progress, config: TrainingConfig) -> None:
+        self.accelerator, self.state, self.progress, self.config = accelerator, state, progress, config
         self.batches: list[torch.Tensor] = []  # this step's micro-batch losses
         self.pending: list[tuple[dict, torch.Tensor]] = []  # finished steps whose loss is not read yet
 
@@ -471,6 +514,8 @@ class LossLog:
             return
         losses = torch.stack([loss for _, loss in self.pending])
         values = self.accelerator.reduce(losses, reduction="mean").tolist()
+        stepped = [(entry["step"], value) for (entry, _), value in zip(self.pending, values)]
+        stop_if_not_finite(stepped, self.config, self.accelerator.mixed_precision)
         for (entry, _), value in zip(self.pending, values):
             entry["loss"] = value
             self.state.history.append(entry)
@@ -539,7 +584,7 @@ def train(config: TrainingConfig, dataset, model=None, noise_scheduler=None, res
         f"{images_per_step} images per step, on {accelerator.num_processes} x {accelerator.device.type}")
 
     progress = _progress_bar(total_steps, state.step, disable=not accelerator.is_local_main_process)
-    log, last_checkpoint, interrupted = LossLog(accelerator, state, progress), None, False
+    log, last_checkpoint, interrupted = LossLog(accelerator, state, progress, config), None, False
     with StopRequest(say) as stop:
         for batch in epochs_of_batches(accelerator, dataloader, state, total_steps):
             generator = step_generator(config.seed, state.micro_step, accelerator.process_index, accelerator.device)

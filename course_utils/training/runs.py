@@ -4,8 +4,10 @@ with, the loss history, and the final model in the layout of google/ddpm-cat-256
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import warnings
 from pathlib import Path
 
 from course_utils.training.config import TrainingConfig
@@ -30,12 +32,54 @@ _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 def checkpoints(output_dir: str | Path) -> list[Path]:
-    """The checkpoint folders of a run, oldest (fewest steps) first."""
+    """The complete checkpoint folders of a run, oldest (fewest steps) first."""
     folder = Path(output_dir) / CHECKPOINTS
     if not folder.is_dir():
         return []
-    found = [p for p in folder.iterdir() if p.is_dir() and _CHECKPOINT.match(p.name)]
+    found = [p for p in folder.iterdir()
+             if p.is_dir() and _CHECKPOINT.match(p.name) and is_complete(p)]
     return sorted(found, key=checkpoint_step)
+
+
+def is_complete(folder: Path) -> bool:
+    """True if a checkpoint folder holds the weights, the optimizer and the RNG state that
+    save_state writes."""
+    weights = (folder / "model.safetensors").is_file() or any(folder.glob("pytorch_model*.bin"))
+    rng = any(folder.glob("random_states_*.pkl"))
+    return weights and (folder / "optimizer.bin").is_file() and rng
+
+
+def partial_folder(folder: Path) -> Path:
+    """The hidden folder a checkpoint is written into before it is renamed to `folder`."""
+    return folder.with_name(f".{folder.name}.partial")
+
+
+def remove_partial_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Delete checkpoints left half-written by a run that was killed while saving; return them."""
+    folder = Path(output_dir) / CHECKPOINTS
+    partial = sorted(folder.glob(".checkpoint-*.partial")) if folder.is_dir() else []
+    for path in partial:
+        shutil.rmtree(path, ignore_errors=True)
+    return partial
+
+
+def publish_checkpoint(partial: Path, folder: Path) -> Path:
+    """Rename a fully written checkpoint into place (an atomic rename: it is there whole or not at
+    all)."""
+    if folder.exists():  # the same step saved again (e.g. stopped, resumed, stopped at once)
+        shutil.rmtree(folder)
+    os.replace(partial, folder)
+    return folder
+
+
+def incomplete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Checkpoint folders that lack files (written by a run killed while saving, before saves were
+    atomic)."""
+    folder = Path(output_dir) / CHECKPOINTS
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if p.is_dir() and _CHECKPOINT.match(p.name) and not is_complete(p))
 
 
 def checkpoint_step(path: str | Path) -> int:
@@ -66,6 +110,12 @@ def find_checkpoint(output_dir: str | Path, resume: str | Path) -> Path:
     found = checkpoints(output_dir)
     listing = ", ".join(p.name for p in found) or "none"
     if str(resume) == "latest":
+        newest = checkpoint_step(found[-1]) if found else -1
+        skipped = [p for p in incomplete_checkpoints(output_dir) if checkpoint_step(p) > newest]
+        if skipped:
+            names = ", ".join(p.name for p in skipped)
+            warnings.warn(f"Skipping incomplete checkpoint(s) {names} (the run was stopped while "
+                          "saving them); resuming from the newest complete one.", stacklevel=3)
         if not found:
             raise FileNotFoundError(
                 f"resume='latest', but {Path(output_dir) / CHECKPOINTS} holds no checkpoint yet. Start the run without "
