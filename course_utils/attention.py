@@ -7,6 +7,7 @@ the classifier-free-guidance batch ([uncond, cond]), averages the heads, and sto
 to the original processor (SDPA), which computes the layer's output exactly as without tracing. On exit (also after
 an exception) the original processors come back.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -40,7 +41,8 @@ class AttentionRecord:
 
 @dataclass(frozen=True)
 class Word:
-    """A word of the prompt and the positions of its BPE pieces in the 77-token context (position 0 is <|startoftext|>)."""
+    """A word of the prompt and the positions of its BPE pieces in the 77-token context (position 0 is
+    <|startoftext|>)."""
 
     text: str
     positions: tuple[int, ...]
@@ -100,7 +102,11 @@ def word_positions(tokenizer, prompt: str, word: str) -> list[int]:
         return found
     listed = ", ".join(repr(w.text) for w in words)
     all_pieces = tokenizer.tokenize(prompt)
-    if query and any(all_pieces[i : i + len(query)] == query for i in range(len(all_pieces))) and len(pieces) >= tokenizer.model_max_length:
+    if (
+        query
+        and any(all_pieces[i : i + len(query)] == query for i in range(len(all_pieces)))
+        and len(pieces) >= tokenizer.model_max_length
+    ):
         raise ValueError(
             f"{word!r} comes after the {tokenizer.model_max_length}-token limit of the text encoder, so the model "
             "never saw it and it has no attention map. Shorten the prompt or move the word forward."
@@ -176,7 +182,9 @@ class CrossAttentionRecorder:
         self.layer = layer
         self.trace = trace
 
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs):
+    def __call__(
+        self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kwargs
+    ):
         if encoder_hidden_states is not None:  # a cross-attention call: there is text to attend to
             self.trace._record(self.layer, attn, hidden_states, encoder_hidden_states, attention_mask, temb)
         return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, temb, *args, **kwargs)
@@ -275,7 +283,9 @@ class CrossAttentionTrace:
         return prompt_words(self._require_tokenizer(), prompt)
 
     # -- maps -------------------------------------------------------------------------------------------------------
-    def select(self, layers: str | Iterable[str] | None = None, steps: int | slice | Iterable[int] | None = None) -> list[AttentionRecord]:
+    def select(
+        self, layers: str | Iterable[str] | None = None, steps: int | slice | Iterable[int] | None = None
+    ) -> list[AttentionRecord]:
         """The records of the chosen layers (names; None = all) and steps (indices, a slice or None = all)."""
         self._require_records()
         layer_names = self.layers if layers is None else [layers] if isinstance(layers, str) else list(layers)
@@ -301,7 +311,14 @@ class CrossAttentionTrace:
         wanted_layers, wanted_steps = set(layer_names), set(chosen)
         return [r for r in self.records if r.layer in wanted_layers and r.step in wanted_steps]
 
-    def token_maps(self, index: int = 0, layers=None, steps=None, size: tuple[int, int] | None = None, tokens: Sequence[int] | None = None) -> torch.Tensor:
+    def token_maps(
+        self,
+        index: int = 0,
+        layers=None,
+        steps=None,
+        size: tuple[int, int] | None = None,
+        tokens: Sequence[int] | None = None,
+    ) -> torch.Tensor:
         """Attention probability of every context token (or of the positions in `tokens`) at every pixel, shaped
         (tokens, H, W), averaged over the chosen layers and steps after upsampling each layer's grid to the image
         size (bilinear). Not normalised."""
@@ -311,7 +328,10 @@ class CrossAttentionTrace:
         if not -batch <= index < batch:
             raise ValueError(f"index={index}: the traced batch holds {batch} image(s), so use 0..{batch - 1}.")
         if len({r.maps.shape[0] for r in records}) > 1:
-            raise ValueError("the selected records come from generations with different batch sizes; trace one generation per `with` block.")
+            raise ValueError(
+                "the selected records come from generations with different batch sizes; trace one generation per "
+                "`with` block."
+            )
         sizes = {r.size for r in records if r.layer == records[0].layer}
         if len(sizes) > 1:
             raise ValueError(
@@ -349,14 +369,18 @@ class CrossAttentionTrace:
             "inside a new trace."
         )
 
-    def word_map(self, prompt: str, word: str, index: int = 0, layers=None, steps=None, normalize: bool = True) -> torch.Tensor:
+    def word_map(
+        self, prompt: str, word: str, index: int = 0, layers=None, steps=None, normalize: bool = True
+    ) -> torch.Tensor:
         """(H, W) heat map of `word` (its BPE pieces summed; a phrase or repeated word: all occurrences summed)."""
         self._require_traced_prompt(prompt)
         positions = word_positions(self._require_tokenizer(), prompt, word)
         heat = self.token_maps(index, layers, steps, tokens=positions).sum(0)
         return normalize_map(heat) if normalize else heat
 
-    def word_maps(self, prompt: str, index: int = 0, layers=None, steps=None, normalize: bool = True) -> dict[str, torch.Tensor]:
+    def word_maps(
+        self, prompt: str, index: int = 0, layers=None, steps=None, normalize: bool = True
+    ) -> dict[str, torch.Tensor]:
         """{word: (H, W) heat map} for every word of the prompt (a repeated word appears once, occurrences summed)."""
         self._require_traced_prompt(prompt)
         words = self.words(prompt)
@@ -436,8 +460,11 @@ def trace_cross_attention(
     originals = {name: module.get_processor() for name, module in layers.items()}
     hook = unet.register_forward_pre_hook(trace._on_unet_call, with_kwargs=True)
     encoder = getattr(pipe, "text_encoder", None)
-    text_hook = (encoder.register_forward_pre_hook(trace._on_text_encoder_call, with_kwargs=True)
-                 if isinstance(encoder, torch.nn.Module) else None)
+    text_hook = (
+        encoder.register_forward_pre_hook(trace._on_text_encoder_call, with_kwargs=True)
+        if isinstance(encoder, torch.nn.Module)
+        else None
+    )
     try:
         for name, module in layers.items():
             module.set_processor(CrossAttentionRecorder(originals[name], name, trace))
@@ -479,7 +506,14 @@ def overlay(image: Image.Image, heat: torch.Tensor, alpha: float = 0.5, cmap: st
     return Image.blend(image.convert("RGB"), coloured, alpha)
 
 
-def show_word_maps(image: Image.Image, maps: dict[str, torch.Tensor], cols: int | None = None, alpha: float = 0.5, size: float = 2.2, suptitle: str = ""):
+def show_word_maps(
+    image: Image.Image,
+    maps: dict[str, torch.Tensor],
+    cols: int | None = None,
+    alpha: float = 0.5,
+    size: float = 2.2,
+    suptitle: str = "",
+):
     """The image, then one overlay per word, titled with the word."""
     from course_utils.images import show
 

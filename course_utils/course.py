@@ -1,6 +1,7 @@
 """`setup()`: the one call at the top of every lesson. It configures the hub before any Hugging Face import,
 picks mode, device and dtype, seeds, prints what it decided, and returns a `Course` the lesson asks for
 sizes, step counts, models, datasets and generators."""
+
 from __future__ import annotations
 
 import os
@@ -63,8 +64,8 @@ class Course:
 
     def model(self, name: str) -> Path:
         """Local folder for a registry model (cache, download or stand-in); prints where it came from."""
-        from course_utils.models.resolve import resolve
         from course_utils.models.registry import model_spec
+        from course_utils.models.resolve import resolve
 
         spec = model_spec(name)
         found = resolve(spec, smoke=self.smoke, hub_ok=self.hub_ok, standin_root=self.cache_dir / "course-standins")
@@ -136,8 +137,10 @@ def _hub_state(endpoint: str, probe_timeout: float) -> tuple[bool, str]:
     loaded = sys.modules.get("huggingface_hub.constants")
     if ok and loaded is not None and loaded.HF_HUB_OFFLINE:
         os.environ["HF_HUB_OFFLINE"] = "1"
-        return False, (f"answers now ({how}), but an earlier setup() already started the hub "
-                       "libraries in offline mode: restart the kernel and run this setup() first")
+        return False, (
+            f"answers now ({how}), but an earlier setup() already started the hub "
+            "libraries in offline mode: restart the kernel and run this setup() first"
+        )
     if ok:
         os.environ.pop(OFFLINE_MARK, None)
         return True, f"reachable ({how}; {took})"

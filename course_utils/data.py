@@ -4,6 +4,7 @@ training lesson uses. Every load prints which source it used and why the ones be
 
 Order for a hub id: load_dataset through the endpoint -> snapshot_download(repo_type="dataset") and load the local
 copy -> the repo's parquet conversion (refs/convert/parquet) -> a local imagefolder copy -> the shipped dataset."""
+
 from __future__ import annotations
 
 import contextlib
@@ -17,8 +18,8 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from PIL import Image
 
-from course_utils.paths import data_root
 from course_utils.checks.values import did_you_mean, require_positive_int
+from course_utils.paths import data_root
 
 if TYPE_CHECKING:  # importing datasets/torch is slow: done inside the functions that need them
     from datasets import Dataset
@@ -81,8 +82,11 @@ def find_images(folder: str | Path) -> list[Path]:
     folder = Path(folder)
     extensions = image_extensions()
     return sorted(
-        p for p in folder.rglob("*")
-        if p.suffix.lower() in extensions and p.is_file() and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        p
+        for p in folder.rglob("*")
+        if p.suffix.lower() in extensions
+        and p.is_file()
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
 
 
@@ -111,11 +115,15 @@ def _metadata_rows(path: Path) -> list[tuple[int, dict]]:
     try:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as err:
-        raise ValueError(f"{path} is not UTF-8 text ({err.reason} at byte {err.start}): save it as "
-                         "UTF-8 (datasets reads metadata files only in UTF-8).") from None
+        raise ValueError(
+            f"{path} is not UTF-8 text ({err.reason} at byte {err.start}): save it as "
+            "UTF-8 (datasets reads metadata files only in UTF-8)."
+        ) from None
     if not text.strip():
-        raise ValueError(f"{path} is empty: write one row per image, e.g. {METADATA_EXAMPLE}, or "
-                         "delete the file to load the images without captions.")
+        raise ValueError(
+            f"{path} is empty: write one row per image, e.g. {METADATA_EXAMPLE}, or "
+            "delete the file to load the images without captions."
+        )
     if path.suffix == ".csv":
         return [(i + 2, row) for i, row in enumerate(csv.DictReader(io.StringIO(text)))]
     rows = []
@@ -130,8 +138,9 @@ def _metadata_rows(path: Path) -> list[tuple[int, dict]]:
                 f"Each line must be one JSON object, e.g. {METADATA_EXAMPLE}."
             ) from None
         if not isinstance(row, dict):
-            raise ValueError(f"line {number} of {path} is {type(row).__name__}, not a JSON "
-                             f"object such as {METADATA_EXAMPLE}.")
+            raise ValueError(
+                f"line {number} of {path} is {type(row).__name__}, not a JSON object such as {METADATA_EXAMPLE}."
+            )
         rows.append((number, row))
     return rows
 
@@ -142,8 +151,10 @@ def _refuse_repeated_names(path: Path, rows: list[tuple[int, dict]]) -> None:
     for number, row in rows:
         name = str(row["file_name"])
         if name in first:
-            raise ValueError(f"{path}: {name!r} is named on line {first[name]} and again on line "
-                             f"{number}. Keep one row per image (one caption each).")
+            raise ValueError(
+                f"{path}: {name!r} is named on line {first[name]} and again on line "
+                f"{number}. Keep one row per image (one caption each)."
+            )
         first[name] = number
 
 
@@ -155,11 +166,12 @@ def check_metadata(folder: Path) -> None:
         rows = _metadata_rows(path)
         unnamed = [n for n, row in rows if not row.get("file_name")]
         if unnamed:
-            raise ValueError(f"{path}: line(s) {unnamed[:5]} have no 'file_name'. Every row names "
-                             f"its image, e.g. {METADATA_EXAMPLE}.")
+            raise ValueError(
+                f"{path}: line(s) {unnamed[:5]} have no 'file_name'. Every row names "
+                f"its image, e.g. {METADATA_EXAMPLE}."
+            )
         _refuse_repeated_names(path, rows)
-        missing = [(n, row["file_name"]) for n, row in rows
-                   if not (path.parent / str(row["file_name"])).is_file()]
+        missing = [(n, row["file_name"]) for n, row in rows if not (path.parent / str(row["file_name"])).is_file()]
         if missing:
             listed = ", ".join(f"{name!r} (line {n})" for n, name in missing[:5])
             more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
@@ -172,8 +184,14 @@ def check_metadata(folder: Path) -> None:
 
 def offline_dataset_dir() -> Path:
     """Folder of the shipped emoji dataset: $COURSE_DATA_DIR/emoji if set, else data/emoji in this repository."""
-    return data_root(f"{OFFLINE_NAME}/train/metadata.jsonl", what="emoji dataset",
-                     rebuild="python scripts/build_emoji_dataset.py") / OFFLINE_NAME
+    return (
+        data_root(
+            f"{OFFLINE_NAME}/train/metadata.jsonl",
+            what="emoji dataset",
+            rebuild="python scripts/build_emoji_dataset.py",
+        )
+        / OFFLINE_NAME
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -227,7 +245,8 @@ def drop_corrupt(dataset: "Dataset", bad: dict[Path, str], where: str) -> "Datas
 
 
 def load_image_folder(folder: str | Path, split: str = "train", data_files: Any = None) -> "Dataset":
-    """A folder of images (plus optional metadata.jsonl/.csv captions) via datasets' imagefolder; corrupt files skipped."""
+    """A folder of images (plus optional metadata.jsonl/.csv captions) via datasets' imagefolder; corrupt files
+    skipped."""
     from datasets import load_dataset
     from datasets.data_files import EmptyDatasetError
 
@@ -245,9 +264,11 @@ def load_image_folder(folder: str | Path, split: str = "train", data_files: Any 
     bad = find_corrupt_images(images)
     if len(bad) == len(images):
         listed = "\n".join(f"    {p.name}: {why[:120]}" for p, why in list(bad.items())[:5])
-        raise ValueError(f"None of the {len(images)} image files in {folder} can be read:\n"
-                         f"{listed}\nRe-download or re-export them (Pillow must open them), then "
-                         "load the folder again.")
+        raise ValueError(
+            f"None of the {len(images)} image files in {folder} can be read:\n"
+            f"{listed}\nRe-download or re-export them (Pillow must open them), then "
+            "load the folder again."
+        )
     check_metadata(folder)
     try:
         with quiet_datasets():
@@ -265,7 +286,8 @@ def load_image_folder(folder: str | Path, split: str = "train", data_files: Any 
 
 
 def load_local(folder: str | Path, split: str = "train") -> "Dataset":
-    """A local dataset folder: images -> imagefolder; otherwise data files (parquet, csv, ...) via load_dataset(path)."""
+    """A local dataset folder: images -> imagefolder; otherwise data files (parquet, csv, ...) via
+    load_dataset(path)."""
     from datasets import load_dataset
 
     folder = Path(folder).expanduser()
@@ -336,7 +358,8 @@ def from_snapshot(repo_id: str, split: str, local_files_only: bool = False) -> "
 
 
 def parquet_patterns(split: str) -> list[str]:
-    """File patterns of one split in the parquet branch (current 'cfg/split/0000.parquet' and older 'cfg/x-split.parquet')."""
+    """File patterns of one split in the parquet branch (current 'cfg/split/0000.parquet' and older
+    'cfg/x-split.parquet')."""
     base = split.split("[")[0]
     return [f"*/{base}/*.parquet", f"*/*-{base}.parquet", f"*/*-{base}-*.parquet"]
 
@@ -346,8 +369,11 @@ def from_parquet_branch(repo_id: str, split: str) -> "Dataset":
     from datasets import load_dataset
     from huggingface_hub import snapshot_download
 
-    folder = Path(snapshot_download(repo_id, repo_type="dataset", revision="refs/convert/parquet",
-                                    allow_patterns=parquet_patterns(split)))
+    folder = Path(
+        snapshot_download(
+            repo_id, repo_type="dataset", revision="refs/convert/parquet", allow_patterns=parquet_patterns(split)
+        )
+    )
     files = sorted(p for pattern in parquet_patterns(split) for p in folder.glob(pattern))
     if not files:
         raise FileNotFoundError(f"the parquet branch of {repo_id} has no files for split {split.split('[')[0]!r}")
@@ -391,12 +417,16 @@ def _datasets_offline() -> bool:
     return bool(datasets.config.HF_HUB_OFFLINE)
 
 
-def hub_steps(repo_id: str, split: str, hub_ok: bool, local_dir: str | Path | None = None) -> list[tuple[str, Callable[[], "Dataset"]]]:
-    """The fallback steps for a hub id, in order, as (label, function); without the hub the network steps skip at once."""
+def hub_steps(
+    repo_id: str, split: str, hub_ok: bool, local_dir: str | Path | None = None
+) -> list[tuple[str, Callable[[], "Dataset"]]]:
+    """The fallback steps for a hub id, in order, as (label, function); without the hub the network steps skip at
+    once."""
 
     def skip(reason: str) -> Callable[[], "Dataset"]:
         def step() -> "Dataset":
             raise SkipStep(reason)
+
         return step
 
     no_hub = "hub unreachable: not tried (would wait for timeouts)"
@@ -410,8 +440,7 @@ def hub_steps(repo_id: str, split: str, hub_ok: bool, local_dir: str | Path | No
     if hub_ok:  # once the mirror has timed out, the next network step would wait just as long
         step1, step2, step3 = _stop_after_a_timeout([step1, step2, step3])
     return [
-        ("1. load_dataset via " + re.sub(r"^https?://", "", os.environ.get("HF_ENDPOINT", "hub")),
-         step1),
+        ("1. load_dataset via " + re.sub(r"^https?://", "", os.environ.get("HF_ENDPOINT", "hub")), step1),
         ("2. snapshot_download" + ("" if hub_ok else " (local cache only)"), step2),
         ("3. parquet files (refs/convert/parquet)", step3),
         ("4. local imagefolder copy", lambda: from_local_copy(repo_id, split, local_dir)),
@@ -430,9 +459,12 @@ def _stop_after_a_timeout(steps: list[Callable[[], "Dataset"]]) -> list[Callable
                 return step()
             except Exception as err:
                 if "Timeout" in type(err).__name__ or "Timeout" in str(err):
-                    timed_out.append(f"{type(err).__name__}; HF_HUB_DOWNLOAD_TIMEOUT="
-                                     f"{os.environ.get('HF_HUB_DOWNLOAD_TIMEOUT', '10')} s")
+                    timed_out.append(
+                        f"{type(err).__name__}; HF_HUB_DOWNLOAD_TIMEOUT="
+                        f"{os.environ.get('HF_HUB_DOWNLOAD_TIMEOUT', '10')} s"
+                    )
                 raise
+
         return run
 
     return [guarded(step) for step in steps]
@@ -445,7 +477,9 @@ def _stops_the_chain(err: BaseException, hub_ok: bool) -> bool:
     return hub_ok and type(err).__name__ in {"DatasetNotFoundError", "RepositoryNotFoundError"}
 
 
-def try_steps(steps: Sequence[tuple[str, Callable[[], "Dataset"]]], hub_ok: bool = False, verbose: bool = True) -> tuple["Dataset | None", list[Attempt]]:
+def try_steps(
+    steps: Sequence[tuple[str, Callable[[], "Dataset"]]], hub_ok: bool = False, verbose: bool = True
+) -> tuple["Dataset | None", list[Attempt]]:
     """Run the steps in order until one returns a dataset; print and return what each did."""
     attempts: list[Attempt] = []
     for label, step in steps:
@@ -462,7 +496,7 @@ def try_steps(steps: Sequence[tuple[str, Callable[[], "Dataset"]]], hub_ok: bool
             outcome, detail, error = "failed", explain(err), err
         attempts.append(Attempt(label, outcome, detail, time.perf_counter() - started))
         if verbose:
-            print(str(attempts[-1])[len(f"  {label:<44} "):])
+            print(str(attempts[-1])[len(f"  {label:<44} ") :])
         if error is not None and _stops_the_chain(error, hub_ok):
             raise error
         if dataset is not None:
@@ -478,7 +512,9 @@ def standardize(dataset: "Dataset") -> "Dataset":
     if "image" not in columns:
         image_columns = [c for c, f in dataset.features.items() if isinstance(f, ImageFeature)]
         if not image_columns:
-            raise ValueError(f"This dataset has no image column (columns: {columns}); lesson 04 needs an image dataset.")
+            raise ValueError(
+                f"This dataset has no image column (columns: {columns}); lesson 04 needs an image dataset."
+            )
         dataset = dataset.rename_column(image_columns[0], "image")
     if "text" not in dataset.column_names:
         for name in CAPTION_COLUMNS[1:]:
@@ -502,7 +538,9 @@ def _kind(name: str) -> str:
     if HUB_ID.match(name) and not name.startswith((".", "~")):
         return "hub"
     if "/" in name or os.sep in name or name.startswith((".", "~")):
-        raise FileNotFoundError(f"No folder at {name!r} (resolved: {path.resolve()}), and it is not a hub id (owner/name).")
+        raise FileNotFoundError(
+            f"No folder at {name!r} (resolved: {path.resolve()}), and it is not a hub id (owner/name)."
+        )
     known = [OFFLINE_NAME, *DATASETS]
     raise ValueError(
         f"Unknown dataset {name!r}.{did_you_mean(name, known)} Use a short name ({', '.join(map(repr, known))}), "
@@ -519,7 +557,8 @@ def load_image_dataset(
     fallback: bool = True,
     verbose: bool = True,
 ) -> "Dataset":
-    """Load an image dataset with an 'image' column (and 'text' captions when it has them), never failing for lack of network.
+    """Load an image dataset with an 'image' column (and 'text' captions when it has them), never failing for lack
+    of network.
 
     `name_or_path`: 'emoji' (shipped offline), a registry short name ('flowers', 'butterflies'), a hub id, or a
     folder of images. `hub_ok`: whether the hub answers (course.hub_ok; None probes it once). A hub id goes through
@@ -530,8 +569,10 @@ def load_image_dataset(
     if not isinstance(name_or_path, (str, os.PathLike)):
         raise TypeError(f"name_or_path must be a string or path, got {type(name_or_path).__name__}")
     if not str(name_or_path).strip():
-        raise ValueError("name_or_path is empty: pass a short name such as 'emoji' or 'flowers', "
-                         "a hub id, or a folder of images (use '.' for the current folder).")
+        raise ValueError(
+            "name_or_path is empty: pass a short name such as 'emoji' or 'flowers', "
+            "a hub id, or a folder of images (use '.' for the current folder)."
+        )
     name = dataset_id(str(name_or_path))
     kind = _kind(name)
     started = time.perf_counter()
@@ -542,7 +583,10 @@ def load_image_dataset(
     else:
         hub_ok = _hub_ok_now() if hub_ok is None else bool(hub_ok)
         if verbose:
-            print(f"dataset {name!r}, split {split!r} (hub {'reachable' if hub_ok else 'NOT reachable'}); trying in order:")
+            print(
+                f"dataset {name!r}, split {split!r} (hub {'reachable' if hub_ok else 'NOT reachable'}); trying in "
+                "order:"
+            )
         dataset, attempts = try_steps(hub_steps(name, split, hub_ok, local_dir), hub_ok, verbose)
         if dataset is not None:
             source = next(a.step for a in attempts if a.outcome == "ok").split(". ", 1)[1]
@@ -558,8 +602,10 @@ def load_image_dataset(
                 print(f"  {'5. shipped offline dataset':<44} used    every step above failed or was skipped")
     dataset = standardize(dataset)
     if verbose:
-        print(f"dataset {str(name_or_path)!r}: {source} -> {len(dataset)} images, columns {dataset.column_names} "
-              f"({time.perf_counter() - started:.1f} s)")
+        print(
+            f"dataset {str(name_or_path)!r}: {source} -> {len(dataset)} images, columns {dataset.column_names} "
+            f"({time.perf_counter() - started:.1f} s)"
+        )
     return dataset
 
 
@@ -576,7 +622,9 @@ def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255
         values = np.asarray(image, dtype=np.float32)
         scale = 255.0 if image.mode == "F" and values.max() <= 1.0 else (1 / 257 if image.mode != "F" else 1.0)
         image = Image.fromarray(np.clip(values * scale, 0, 255).astype(np.uint8), mode="L")
-    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (image.mode in ("P", "L", "RGB") and "transparency" in image.info):
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        image.mode in ("P", "L", "RGB") and "transparency" in image.info
+    ):
         rgba = image.convert("RGBA")
         canvas = Image.new("RGBA", rgba.size, (*background, 255))
         return Image.alpha_composite(canvas, rgba).convert("RGB")
@@ -605,7 +653,9 @@ def preprocess(size: int, flip: bool = True, center_crop: bool = False):
     from torchvision import transforms
 
     require_positive_int("size", size)
-    resize = [transforms.Resize(size), transforms.CenterCrop(size)] if center_crop else [transforms.Resize((size, size))]
+    resize = (
+        [transforms.Resize(size), transforms.CenterCrop(size)] if center_crop else [transforms.Resize((size, size))]
+    )
     flips = [transforms.RandomHorizontalFlip()] if flip else []
     return transforms.Compose([ToRGB(), *resize, *flips, transforms.ToTensor(), transforms.Normalize([0.5], [0.5])])
 
@@ -626,17 +676,27 @@ class BatchTransform:
 def with_transform(dataset: "Dataset", size: int, flip: bool = True, center_crop: bool = False) -> "Dataset":
     """A copy of `dataset` whose rows come out preprocessed, {'images': tensor, 'text': ...}, computed on the fly."""
     if dataset.format.get("type") == "custom":
-        raise ValueError("This dataset already has a transform (from with_transform or set_transform): pass the "
-                         "dataset as loaded, before with_transform, or call dataset.reset_format() first.")
+        raise ValueError(
+            "This dataset already has a transform (from with_transform or set_transform): pass the "
+            "dataset as loaded, before with_transform, or call dataset.reset_format() first."
+        )
     if "image" not in dataset.column_names:
-        raise ValueError(f"with_transform needs an 'image' column; this dataset has {dataset.column_names}. "
-                         "Load it with load_image_dataset(), which names the column for you.")
+        raise ValueError(
+            f"with_transform needs an 'image' column; this dataset has {dataset.column_names}. "
+            "Load it with load_image_dataset(), which names the column for you."
+        )
     # with_transform = set_transform on a new Dataset object over the same Arrow data: `dataset` itself is unchanged.
     return dataset.with_transform(BatchTransform(preprocess(size, flip, center_crop)))
 
 
-def make_dataloader(dataset, batch_size: int, shuffle: bool = True, seed: int = 0, num_workers: int = 0,
-                    collate_fn: Callable | None = None) -> "DataLoader":
+def make_dataloader(
+    dataset,
+    batch_size: int,
+    shuffle: bool = True,
+    seed: int = 0,
+    num_workers: int = 0,
+    collate_fn: Callable | None = None,
+) -> "DataLoader":
     """A DataLoader with a seeded shuffle; num_workers=0 by default because worker processes hang in notebooks.
     (The trainer passes its own collate_fn, and accelerate's seedable sampler then sets the order per epoch.)"""
     import torch
@@ -648,11 +708,16 @@ def make_dataloader(dataset, batch_size: int, shuffle: bool = True, seed: int = 
         raise ValueError("The dataset is empty: there is nothing to batch.")
     first = dataset[0]
     if isinstance(first, dict) and any(isinstance(v, Image.Image) for v in first.values()):
-        raise TypeError("The dataset still yields PIL images, which cannot be stacked into a batch. "
-                        "Apply the transform first: dataset = with_transform(dataset, size).")
+        raise TypeError(
+            "The dataset still yields PIL images, which cannot be stacked into a batch. "
+            "Apply the transform first: dataset = with_transform(dataset, size)."
+        )
     if num_workers > 0 and _in_notebook():
-        warnings.warn(f"num_workers={num_workers} in a notebook: worker processes can freeze or fail with "
-                      "\"Can't get attribute ... on __main__\". If that happens, use num_workers=0.", stacklevel=2)
+        warnings.warn(
+            f"num_workers={num_workers} in a notebook: worker processes can freeze or fail with "
+            '"Can\'t get attribute ... on __main__". If that happens, use num_workers=0.',
+            stacklevel=2,
+        )
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,

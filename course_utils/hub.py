@@ -1,5 +1,6 @@
 """Hub environment and reachability: set the variables before any Hugging Face library reads them, and decide
 quickly whether the hub (or its mirror) answers, instead of letting every download retry for half a minute."""
+
 from __future__ import annotations
 
 import http.client
@@ -34,9 +35,11 @@ def check_url(value: object, name: str) -> str:
     raise ValueError(
         f"{name}={value!r} is not a URL. Expected http(s)://host, e.g. 'https://hf-mirror.com'"
         f"{' or one of ' + repr(sorted(MIRRORS)) if name == 'mirror' else ''}. "
-        + ("Fix or unset the HF_ENDPOINT environment variable (it is read before the hub is used)."
-           if name == "HF_ENDPOINT"
-           else "Pass e.g. mirror='hf-mirror' or mirror='https://hf-mirror.com'.")
+        + (
+            "Fix or unset the HF_ENDPOINT environment variable (it is read before the hub is used)."
+            if name == "HF_ENDPOINT"
+            else "Pass e.g. mirror='hf-mirror' or mirror='https://hf-mirror.com'."
+        )
     )
 
 
@@ -159,7 +162,10 @@ def bound_hub_requests() -> None:
     try:
         from huggingface_hub.utils._http import default_client_factory  # noqa: F401
     except ImportError:  # a huggingface_hub without it: keep its own client rather than break
-        warnings.warn("This huggingface_hub has no default_client_factory: hub requests keep its "
-                      "own timeouts (none for API calls).", stacklevel=2)
+        warnings.warn(
+            "This huggingface_hub has no default_client_factory: hub requests keep its "
+            "own timeouts (none for API calls).",
+            stacklevel=2,
+        )
         return
     huggingface_hub.set_client_factory(bounded_client)

@@ -1,5 +1,6 @@
 """Tensor <-> PIL conversion, latents -> image through the VAE, grids and inline display. The conversions go
 through diffusers' own VaeImageProcessor, so an image made here is bit-identical to a pipeline's."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,7 +51,8 @@ def load_image(path: str | Path) -> Image.Image:
         file = Path(text).expanduser()
         if not file.is_file():
             raise FileNotFoundError(
-                f"Image not found: {text!r} (looked in {file.resolve().parent}). Check the path; course photos are in data/images/."
+                f"Image not found: {text!r} (looked in {file.resolve().parent}). Check the path; course photos are in "
+                "data/images/."
             )
         try:
             Image.open(file).verify()

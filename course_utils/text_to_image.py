@@ -1,6 +1,7 @@
 """The pieces of a small text-to-image latent diffusion model in the Stable Diffusion layout, and how to train them:
 the VAE's loss and its scaling factor, the denoising loss with caption dropout, and assembling the parts as a
 `StableDiffusionPipeline`. Lesson 07 walks through each; scripts/train_emoji_models.py runs them for hours."""
+
 from __future__ import annotations
 
 import json
@@ -65,12 +66,15 @@ def load_emoji_tensors(folder: str | Path | None = None) -> tuple[torch.Tensor, 
 
 def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
     """Token ids padded to the tokenizer's 77 positions, exactly as StableDiffusionPipeline pads a prompt."""
-    return tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                     return_tensors="pt").input_ids
+    return tokenizer(
+        captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
 
 
 # -------------------------------------------------------------------------------------------------------------- VAE
-def vae_loss(vae, images: torch.Tensor, generator: torch.Generator, kl_weight: float = 1e-6) -> tuple[torch.Tensor, dict]:
+def vae_loss(
+    vae, images: torch.Tensor, generator: torch.Generator, kl_weight: float = 1e-6
+) -> tuple[torch.Tensor, dict]:
     """Reconstruction (L1 + 0.5 MSE) of a sampled latent, plus a small KL term that keeps the latents near N(0, 1)."""
     posterior = vae.encode(images).latent_dist
     recon = vae.decode(posterior.sample(generator)).sample
@@ -97,7 +101,7 @@ def encode_all(vae, images: torch.Tensor, batch_size: int = 128) -> tuple[torch.
     """The mean and standard deviation of every image's latent distribution, in batches."""
     means, stds = [], []
     for start in range(0, len(images), batch_size):
-        dist = vae.encode(images[start:start + batch_size]).latent_dist
+        dist = vae.encode(images[start : start + batch_size]).latent_dist
         means.append(dist.mean)
         stds.append(dist.std)
     return torch.cat(means), torch.cat(stds)
@@ -112,15 +116,24 @@ def scaling_factor(means: torch.Tensor, stds: torch.Tensor) -> float:
 
 
 # ------------------------------------------------------------------------------------------------ the UNet's loss
-def drop_captions(input_ids: torch.Tensor, empty_ids: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
+def drop_captions(
+    input_ids: torch.Tensor, empty_ids: torch.Tensor, p: float, generator: torch.Generator
+) -> torch.Tensor:
     """Replace each caption by the empty prompt with probability p: the model then also learns the unconditional
     prediction that classifier-free guidance subtracts."""
     drop = torch.rand(input_ids.shape[0], generator=generator) < p
     return torch.where(drop[:, None], empty_ids.expand_as(input_ids), input_ids)
 
 
-def text_to_image_loss(unet, text_encoder, scheduler, latents: torch.Tensor, input_ids: torch.Tensor,
-                       generator: torch.Generator, snr_gamma: float | None = 5.0) -> torch.Tensor:
+def text_to_image_loss(
+    unet,
+    text_encoder,
+    scheduler,
+    latents: torch.Tensor,
+    input_ids: torch.Tensor,
+    generator: torch.Generator,
+    snr_gamma: float | None = 5.0,
+) -> torch.Tensor:
     """SD's training objective: noise scaled latents at random timesteps and predict the noise from the text.
     With snr_gamma, each timestep's loss is weighted by min(SNR, gamma) / SNR (min-SNR weighting), which stops the
     nearly clean timesteps from dominating."""
@@ -152,7 +165,12 @@ def assemble_pipeline(vae, text_encoder, tokenizer, unet):
     from diffusers import PNDMScheduler, StableDiffusionPipeline
 
     return StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
         scheduler=PNDMScheduler.from_config(arch.SD_SCHEDULER_CONFIG),
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )

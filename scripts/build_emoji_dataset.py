@@ -10,6 +10,7 @@ Run:
 Images: Noto Color Emoji artwork, Apache-2.0 (flags: public domain); names and groups: Unicode emoji-test.txt
 (Unicode licence). data/emoji/README.md records sources, licences and versions.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -84,15 +85,17 @@ def check_tools() -> None:
     if missing:
         raise SystemExit(f"Missing {missing}. Install them: apt-get install -y fonts-noto-color-emoji unicode-data")
     if not features.check("raqm"):
-        raise SystemExit("Pillow was built without libraqm: flags and ZWJ emoji would render as several pictures. "
-                         "Install Pillow from PyPI wheels (pip install --force-reinstall pillow).")
+        raise SystemExit(
+            "Pillow was built without libraqm: flags and ZWJ emoji would render as several pictures. "
+            "Install Pillow from PyPI wheels (pip install --force-reinstall pillow)."
+        )
 
 
 def build(out: Path = OUT, limit: int | None = None) -> int:
     """Render every emoji into out/train/ with metadata.jsonl; skip glyphs the font lacks; return the count."""
     check_tools()
     font = ImageFont.truetype(str(FONT), FONT_SIZE, layout_engine=ImageFont.Layout.RAQM)
-    missing_glyph = render(font, "\U000F0000")  # a private-use code point: the font's 'no glyph' box
+    missing_glyph = render(font, "\U000f0000")  # a private-use code point: the font's 'no glyph' box
     train = out / "train"
     if train.exists():
         shutil.rmtree(train)
@@ -105,18 +108,23 @@ def build(out: Path = OUT, limit: int | None = None) -> int:
             continue
         name = file_name(len(rows), emoji.codepoints)
         image.save(train / name, optimize=True)
-        rows.append({
-            "file_name": name,
-            "text": emoji.name,
-            "emoji": emoji.char,
-            "group": emoji.group,
-            "subgroup": emoji.subgroup,
-            "codepoints": " ".join(f"U+{cp:04X}" for cp in emoji.codepoints),
-        })
+        rows.append(
+            {
+                "file_name": name,
+                "text": emoji.name,
+                "emoji": emoji.char,
+                "group": emoji.group,
+                "subgroup": emoji.subgroup,
+                "codepoints": " ".join(f"U+{cp:04X}" for cp in emoji.codepoints),
+            }
+        )
     with open(train / "metadata.jsonl", "w", encoding="utf-8") as f:
         f.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     megabytes = sum(p.stat().st_size for p in train.iterdir()) / 1e6
-    print(f"wrote {len(rows)} images ({megabytes:.1f} MB) to {train}; skipped {len(skipped)} without a glyph: {skipped[:10]}")
+    print(
+        f"wrote {len(rows)} images ({megabytes:.1f} MB) to {train}; skipped {len(skipped)} without a glyph: "
+        f"{skipped[:10]}"
+    )
     return len(rows)
 
 

@@ -1,5 +1,6 @@
 """Shared fixtures: a private HF_HOME per test session, so tests never read or write a learner's real cache; one
 CPU thread for the tiny training models."""
+
 from __future__ import annotations
 
 import pytest
@@ -27,7 +28,9 @@ def _shipped(name: str):
 
     folder = models_dir() / name
     missing = [f for f in REQUIRED[name] if not (folder / f).exists()]
-    assert not missing, f"{folder} lacks {missing}: the course's trained models ship with the repo (make models rebuilds them)"
+    assert not missing, (
+        f"{folder} lacks {missing}: the course's trained models ship with the repo (make models rebuilds them)"
+    )
     return folder
 
 

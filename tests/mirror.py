@@ -57,9 +57,7 @@ def _lfs_pointer(data: bytes, git_dir: Path) -> bytes:
     target = git_dir / "lfs" / "objects" / digest[:2] / digest[2:4] / digest
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(data)
-    return (
-        f"version https://git-lfs.github.com/spec/v1\noid sha256:{digest}\nsize {len(data)}\n"
-    ).encode()
+    return (f"version https://git-lfs.github.com/spec/v1\noid sha256:{digest}\nsize {len(data)}\n").encode()
 
 
 def git_repo(folder: Path, files: dict[str, bytes]) -> Path:
@@ -81,11 +79,7 @@ def git_repo(folder: Path, files: dict[str, bytes]) -> Path:
 
 def folder_files(folder: Path) -> dict[str, bytes]:
     """Every file under `folder` as {relative posix path: bytes}."""
-    return {
-        p.relative_to(folder).as_posix(): p.read_bytes()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @dataclass
@@ -102,23 +96,12 @@ class Mirror:
         git_repo(self.root / "mirrors" / repo_type / repo_id, files)
         # Offline olah answers 401 to GET /api/<type>/<id> (no revision) unless this cached head
         # exists.
-        meta = (
-            self.root
-            / "repos"
-            / "api"
-            / repo_type
-            / repo_id
-            / "revision"
-            / "main"
-            / "meta_head.json"
-        )
+        meta = self.root / "repos" / "api" / repo_type / repo_id / "revision" / "main" / "meta_head.json"
         meta.parent.mkdir(parents=True, exist_ok=True)
         meta.write_text(json.dumps({"sha": "main", "lastModified": "2025-01-01T00:00:00.000Z"}))
         self.repos.append(f"{repo_type}/{repo_id}")
 
-    def add_branch(
-        self, repo_type: str, repo_id: str, branch: str, files: dict[str, bytes]
-    ) -> None:
+    def add_branch(self, repo_type: str, repo_id: str, branch: str, files: dict[str, bytes]) -> None:
         """Add a branch holding only `files` to a repo made by add() (e.g. the hub's parquet
         conversion)."""
         folder = self.root / "mirrors" / repo_type / repo_id
@@ -130,9 +113,7 @@ class Mirror:
         for name, data in files.items():
             target = folder / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(
-                _lfs_pointer(data, folder / ".git") if name.endswith(LFS_SUFFIXES) else data
-            )
+            target.write_bytes(_lfs_pointer(data, folder / ".git") if name.endswith(LFS_SUFFIXES) else data)
         _git(folder, "add", "-A")
         _git(folder, "commit", "-q", "-m", f"{branch} branch")
         _git(folder, "checkout", "-q", "-f", "main")
@@ -165,9 +146,7 @@ def start(mirror: Mirror, timeout: float = 60.0) -> Mirror:
     """Start olah for `mirror` and wait until it serves the first repo (its '/' answers 500, so ask
     a repo)."""
     if not OLAH_CLI.exists():
-        raise FileNotFoundError(
-            f"olah-cli not found at {OLAH_CLI}: run `make olah` (or set OLAH_CLI)."
-        )
+        raise FileNotFoundError(f"olah-cli not found at {OLAH_CLI}: run `make olah` (or set OLAH_CLI).")
     port = free_port()
     config = write_config(mirror.root, port)
     log = open(mirror.root / "olah.log", "wb")
@@ -184,9 +163,7 @@ def start(mirror: Mirror, timeout: float = 60.0) -> Mirror:
     while not _answers(f"{mirror.url}/api/{repo_type}/{repo_id}/revision/main"):
         if mirror.process.poll() is not None or time.monotonic() > deadline:
             stop(mirror)
-            raise RuntimeError(
-                f"olah did not start: {(mirror.root / 'olah.log').read_text()[-2000:]}"
-            )
+            raise RuntimeError(f"olah did not start: {(mirror.root / 'olah.log').read_text()[-2000:]}")
         time.sleep(0.2)
     return mirror
 
@@ -205,9 +182,7 @@ def stop(mirror: Mirror) -> None:
 
 
 FLOWERS = "huggan/flowers-102-categories"
-FLOWERS_CARD = (
-    b"---\nlicense: other\ntask_categories:\n- image-classification\n---\n# flowers (test copy)\n"
-)
+FLOWERS_CARD = b"---\nlicense: other\ntask_categories:\n- image-classification\n---\n# flowers (test copy)\n"
 
 
 def course_mirror(root: Path, models_dir: Path, parquet: bytes) -> Mirror:
@@ -297,9 +272,7 @@ class FaultyHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._forward("GET")
 
-    def _send(
-        self, status: int, headers: list[tuple[str, str]], body: bytes, length: int | None = None
-    ) -> None:
+    def _send(self, status: int, headers: list[tuple[str, str]], body: bytes, length: int | None = None) -> None:
         self.send_response(status)
         for key, value in headers:
             if key.lower() not in HOP_HEADERS and key.lower() != "content-length":
@@ -318,9 +291,7 @@ class FaultyHandler(BaseHTTPRequestHandler):
             self._send(503, [("Content-Type", "application/json")], body)
             self.wfile.write(body if method == "GET" else b"")
             return
-        if method == "GET" and (
-            server.behaviour == "stall" or (server.behaviour == "stall-files" and is_file)
-        ):
+        if method == "GET" and (server.behaviour == "stall" or (server.behaviour == "stall-files" and is_file)):
             server.release.wait(600)  # answers nothing until the test ends
             self.close_connection = True
             return
@@ -339,9 +310,7 @@ class FaultyHandler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
 
-def _upstream(
-    url: str, method: str, path: str, headers
-) -> tuple[int, list[tuple[str, str]], bytes]:
+def _upstream(url: str, method: str, path: str, headers) -> tuple[int, list[tuple[str, str]], bytes]:
     """The upstream's full answer to one request."""
     import http.client
     from urllib.parse import urlsplit
@@ -357,9 +326,7 @@ def _upstream(
 
 
 @contextmanager
-def faulty_mirror(
-    upstream: str, behaviour: str = "pass", faults: int = 0
-) -> Iterator[ThreadingHTTPServer]:
+def faulty_mirror(upstream: str, behaviour: str = "pass", faults: int = 0) -> Iterator[ThreadingHTTPServer]:
     """Run a FaultyHandler proxy to `upstream` in a thread; yields the server with `.url`; stopped
     on exit."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), FaultyHandler)

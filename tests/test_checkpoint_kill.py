@@ -47,14 +47,10 @@ def _train(output_dir: Path, *extra: str) -> subprocess.Popen:
         str(output_dir),
         *extra,
     ]
-    return subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
-def _kill_while_saving(
-    process: subprocess.Popen, checkpoints: Path, step: int, timeout: float = 240
-) -> str:
+def _kill_while_saving(process: subprocess.Popen, checkpoints: Path, step: int, timeout: float = 240) -> str:
     """SIGKILL the run the moment its checkpoint for `step` starts being written; return what it was
     doing."""
     partial, final = checkpoints / f".checkpoint-{step}.partial", checkpoints / f"checkpoint-{step}"
@@ -66,9 +62,7 @@ def _kill_while_saving(
             return "partial" if partial.exists() and not final.exists() else "published"
         time.sleep(0.001)
     process.kill()
-    raise AssertionError(
-        f"the run never started checkpoint-{step}: {process.stdout.read()[-2000:]}"
-    )
+    raise AssertionError(f"the run never started checkpoint-{step}: {process.stdout.read()[-2000:]}")
 
 
 def test_sigkill_during_a_checkpoint_save_then_resume_latest_finishes(tmp_path):

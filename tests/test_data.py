@@ -1,5 +1,6 @@
 """course_utils.data: the shipped dataset, the hub fallback chain (hub failures simulated, no network), local folders,
 bad input, preprocessing and the DataLoader."""
+
 from __future__ import annotations
 
 import json
@@ -37,11 +38,14 @@ def make_folder(folder: Path, n: int = 4, captions: str | None = "text", modes=(
 
 def parquet_branch(root: Path, split: str = "train", n: int = 3) -> Path:
     """A folder laid out like a repo's refs/convert/parquet revision: default/<split>/0000.parquet."""
-    from datasets import Dataset, Features, Image as ImageFeature, Value
+    from datasets import Dataset, Features, Value
+    from datasets import Image as ImageFeature
 
     images = [Image.new("RGB", (8, 8), (i * 60, 0, 0)) for i in range(n)]
-    ds = Dataset.from_dict({"img": images, "caption": [f"red {i}" for i in range(n)]},
-                           features=Features({"img": ImageFeature(), "caption": Value("string")}))
+    ds = Dataset.from_dict(
+        {"img": images, "caption": [f"red {i}" for i in range(n)]},
+        features=Features({"img": ImageFeature(), "caption": Value("string")}),
+    )
     (root / "default" / split).mkdir(parents=True)
     ds.to_parquet(str(root / "default" / split / "0000.parquet"))
     return root
@@ -56,14 +60,18 @@ def no_network(monkeypatch):
         raise AssertionError("hub_reachable must not be called here")
 
     monkeypatch.setattr(hub, "hub_reachable", probe)
-    monkeypatch.setattr(data, "from_parquet_branch", lambda *a, **k: (_ for _ in ()).throw(AssertionError("network step ran")))
+    monkeypatch.setattr(
+        data, "from_parquet_branch", lambda *a, **k: (_ for _ in ()).throw(AssertionError("network step ran"))
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # the shipped dataset
 # ---------------------------------------------------------------------------------------------------------------
 def test_shipped_dataset_files_match_metadata_and_fit_the_budget():
-    rows = [json.loads(line) for line in (SHIPPED / "train" / "metadata.jsonl").read_text(encoding="utf-8").splitlines()]
+    rows = [
+        json.loads(line) for line in (SHIPPED / "train" / "metadata.jsonl").read_text(encoding="utf-8").splitlines()
+    ]
     pngs = sorted(p.name for p in (SHIPPED / "train").glob("*.png"))
     assert len(rows) >= 1000
     assert sorted(r["file_name"] for r in rows) == pngs
@@ -140,7 +148,9 @@ def test_snapshot_download_fallback_loads_the_local_copy(monkeypatch, tmp_path, 
         calls.append((repo_id, repo_type, local_files_only, kwargs.get("revision")))
         return str(folder)
 
-    monkeypatch.setattr(data, "from_hub", lambda repo_id, split: (_ for _ in ()).throw(ConnectionError("mirror timed out")))
+    monkeypatch.setattr(
+        data, "from_hub", lambda repo_id, split: (_ for _ in ()).throw(ConnectionError("mirror timed out"))
+    )
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
     ds = data.load_image_dataset("owner/photos", hub_ok=True)
     out = capsys.readouterr().out
@@ -203,7 +213,7 @@ def test_nonexistent_repo_with_hub_up_is_an_error_not_a_fallback(monkeypatch):
 
 def test_missing_split_on_the_hub_stops_the_chain(monkeypatch):
     def fake_load_dataset(repo_id, split=None, **kwargs):
-        raise ValueError('Unknown split "tset". Should be one of [\'train\', \'test\'].')
+        raise ValueError("Unknown split \"tset\". Should be one of ['train', 'test'].")
 
     import datasets
 
@@ -322,7 +332,9 @@ def test_with_transform_gives_tensors_and_leaves_the_original_alone(tmp_path):
 
 
 def test_dataloader_shuffle_is_seeded(tmp_path):
-    ds = data.with_transform(data.load_image_dataset(str(make_folder(tmp_path / "imgs", n=8)), verbose=False), 8, flip=False)
+    ds = data.with_transform(
+        data.load_image_dataset(str(make_folder(tmp_path / "imgs", n=8)), verbose=False), 8, flip=False
+    )
     order = lambda seed: [t for b in data.make_dataloader(ds, 4, seed=seed) for t in b["text"]]  # noqa: E731
     assert order(0) == order(0)
     assert sorted(order(0)) == sorted(order(1)) and order(0) != order(1)
@@ -349,7 +361,9 @@ def test_dataloader_rejects_bad_input(tmp_path):
 def _script():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("build_emoji_dataset", SHIPPED.parents[1] / "scripts" / "build_emoji_dataset.py")
+    spec = importlib.util.spec_from_file_location(
+        "build_emoji_dataset", SHIPPED.parents[1] / "scripts" / "build_emoji_dataset.py"
+    )
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)

@@ -11,9 +11,7 @@ from course_utils.data import offline_dataset_dir
 TRAIN = offline_dataset_dir() / "train"
 # datasets treats a file name holding one of these words as part of that split (see
 # datasets.data_files).
-SPLIT_WORDS = re.compile(
-    r"(train|training|test|testing|eval|evaluation|valid|validation|val|dev)", re.I
-)
+SPLIT_WORDS = re.compile(r"(train|training|test|testing|eval|evaluation|valid|validation|val|dev)", re.I)
 
 
 def test_plain_imagefolder_call_reads_every_emoji_with_its_caption():
@@ -26,10 +24,7 @@ def test_plain_imagefolder_call_reads_every_emoji_with_its_caption():
 
 
 def test_file_names_hold_no_split_word_and_match_the_metadata():
-    rows = [
-        json.loads(line)
-        for line in (TRAIN / "metadata.jsonl").read_text(encoding="utf-8").splitlines()
-    ]
+    rows = [json.loads(line) for line in (TRAIN / "metadata.jsonl").read_text(encoding="utf-8").splitlines()]
     pngs = sorted(p.name for p in TRAIN.glob("*.png"))
     assert sorted(r["file_name"] for r in rows) == pngs and len(pngs) == 1870
     assert not [name for name in pngs if SPLIT_WORDS.search(name)]

@@ -1,4 +1,5 @@
 """The hub environment is configured before import, and the reachability probe decides fast."""
+
 from __future__ import annotations
 
 import http.server
@@ -126,9 +127,7 @@ class _HeadOnly(_Answer):
         time.sleep(5)
 
 
-@pytest.mark.parametrize(
-    "handler, expected", [(_HeadOnly, False), (type("E", (_Answer,), {"status": 503}), False)]
-)
+@pytest.mark.parametrize("handler, expected", [(_HeadOnly, False), (type("E", (_Answer,), {"status": 503}), False)])
 def test_probe_needs_a_get_answer_below_500(handler, expected):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
@@ -142,9 +141,7 @@ def test_probe_needs_a_get_answer_below_500(handler, expected):
         server.shutdown()
 
 
-@pytest.mark.parametrize(
-    "endpoint", ["hf-mirror.com", "https://", "mirror=123", "ftp://x.org", " "]
-)
+@pytest.mark.parametrize("endpoint", ["hf-mirror.com", "https://", "mirror=123", "ftp://x.org", " "])
 def test_malformed_hf_endpoint_is_not_a_url(endpoint):
     with pytest.raises(ValueError, match="HF_ENDPOINT=.* is not a URL"):
         hub.configure_hub_env(None, env={"HF_ENDPOINT": endpoint})

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from course_utils.checks.pipeline_inputs import check_guidance, check_inputs
 from course_utils.data import to_rgb
-from course_utils.pipelines import check_guidance, check_inputs, load_photo
+from course_utils.photos import load_photo
 
 
 def _rgba(path):

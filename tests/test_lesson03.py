@@ -18,7 +18,8 @@ import pytest
 import torch
 from PIL import Image
 
-from course_utils import pipelines as P
+from course_utils import memory, photos
+from course_utils.checks import pipeline_inputs as inputs
 from course_utils.exercises import lesson03_autopipeline as ex
 from course_utils.models.registry import model_spec
 from course_utils.models.standins import get_standin
@@ -55,10 +56,10 @@ def pipe_i2i(pipe_t2i):
 
 # ------------------------------------------------------------------------------------------- photos
 def test_photos_are_shipped_small_and_licensed():
-    files = sorted(P.photos_dir().glob("*.jpg"))
-    assert [f.stem for f in files] == ["astronaut", "cat", "coffee"] == P.photo_names()
+    files = sorted(photos.photos_dir().glob("*.jpg"))
+    assert [f.stem for f in files] == ["astronaut", "cat", "coffee"] == photos.photo_names()
     assert sum(f.stat().st_size for f in files) < 1_000_000
-    licences = (P.photos_dir() / "LICENSES.md").read_text()
+    licences = (photos.photos_dir() / "LICENSES.md").read_text()
     for f in files:
         assert Image.open(f).size == (512, 512)
         line = next(line for line in licences.splitlines() if f"`{f.name}`" in line)
@@ -66,45 +67,45 @@ def test_photos_are_shipped_small_and_licensed():
 
 
 def test_load_photo_by_name_and_path(tmp_path, monkeypatch):
-    cat = P.load_photo("cat", 64)
+    cat = photos.load_photo("cat", 64)
     assert cat.mode == "RGB" and cat.size == (64, 64)
-    assert P.load_photo(P.photos_dir() / "coffee.jpg").size == (512, 512)
+    assert photos.load_photo(photos.photos_dir() / "coffee.jpg").size == (512, 512)
     monkeypatch.chdir(tmp_path)  # like a notebook running in notebooks/: a repo-relative path still works
-    assert P.photo_path("data/images/cat.jpg").resolve() == (ROOT / "data" / "images" / "cat.jpg").resolve()
+    assert photos.photo_path("data/images/cat.jpg").resolve() == (ROOT / "data" / "images" / "cat.jpg").resolve()
 
 
 def test_load_photo_crops_non_square_images(tmp_path):
     wide = Image.new("RGB", (300, 100), "red")
     wide.paste((0, 0, 255), (100, 0, 200, 100))  # blue centre third
     wide.save(tmp_path / "wide.png")
-    photo = P.load_photo(tmp_path / "wide.png", 64)
+    photo = photos.load_photo(tmp_path / "wide.png", 64)
     assert photo.size == (64, 64) and photo.getpixel((32, 32)) == (0, 0, 255) and photo.getpixel((2, 32))[2] > 200
 
 
 def test_missing_photo_names_argument_and_choices():
     with pytest.raises(FileNotFoundError) as err:
-        P.load_photo("cats")
+        photos.load_photo("cats")
     text = str(err.value)
     assert "image='cats'" in text and "Did you mean 'cat'" in text and "'astronaut', 'cat', 'coffee'" in text
     with pytest.raises(FileNotFoundError, match="init_image='nowhere/x.png'"):
-        P.photo_path("nowhere/x.png", argument="init_image")
+        photos.photo_path("nowhere/x.png", argument="init_image")
 
 
 def test_photo_size_must_be_multiple_of_8():
     with pytest.raises(ValueError, match="height=100 and width=100.*multiples of 8"):
-        P.load_photo("cat", 100)
+        photos.load_photo("cat", 100)
 
 
 # ------------------------------------------------------------------------------------- input checks
 def test_prompt_checks():
-    assert P.check_prompt("a cat") == "a cat"
-    assert P.check_prompt(("a", "b")) == ["a", "b"]
+    assert inputs.check_prompt("a cat") == "a cat"
+    assert inputs.check_prompt(("a", "b")) == ["a", "b"]
     with pytest.raises(ValueError, match=r"prompt=\[\] is an empty list.*Pass e.g."):
-        P.check_prompt([])
+        inputs.check_prompt([])
     with pytest.raises(TypeError, match=r"prompt\[1\] is int"):
-        P.check_prompt(["a", 3])
+        inputs.check_prompt(["a", 3])
     with pytest.raises(TypeError, match="expected a string or a list of strings"):
-        P.check_prompt(None)
+        inputs.check_prompt(None)
 
 
 def test_diffusers_itself_fails_obscurely_on_an_empty_prompt_list(pipe_t2i):
@@ -116,15 +117,15 @@ def test_diffusers_itself_fails_obscurely_on_an_empty_prompt_list(pipe_t2i):
 @pytest.mark.parametrize("strength", [0, -0.1, 1.5, float("nan")])
 def test_strength_outside_range(strength):
     with pytest.raises(ValueError, match=r"expected a number in \(0, 1\].*Try strength=0.6"):
-        P.check_strength(strength)
+        inputs.check_strength(strength)
 
 
 def test_strength_type_and_valid_values():
     with pytest.raises(TypeError, match="strength='0.5'"):
-        P.check_strength("0.5")
+        inputs.check_strength("0.5")
     with pytest.raises(TypeError):
-        P.check_strength(True)
-    assert P.check_strength(1) == 1.0 and P.check_strength(0.3, 10) == 0.3
+        inputs.check_strength(True)
+    assert inputs.check_strength(1) == 1.0 and inputs.check_strength(0.3, 10) == 0.3
 
 
 @pytest.mark.parametrize("steps,strength", [(3, 0.02), (25, 0.02), (3, 0.33), (50, 0.019)])
@@ -132,12 +133,14 @@ def test_strength_that_runs_zero_steps_and_its_fixes_work(steps, strength):
     with pytest.raises(
         ValueError, match="= 0 denoising steps: num_inference_steps x strength must be at least 1"
     ) as err:
-        P.check_strength(strength, steps)
+        inputs.check_strength(strength, steps)
     assert "RuntimeError: cannot reshape tensor of 0 elements" in str(err.value)
     fixed_strength = float(re.search(r"strength to at least ([\d.]+)", str(err.value)).group(1))
     fixed_steps = int(re.search(r"num_inference_steps to at least (\d+)", str(err.value)).group(1))
-    assert P.steps_that_run(steps, fixed_strength) == 1 and P.steps_that_run(steps, fixed_strength - 0.01) == 0
-    assert P.steps_that_run(fixed_steps, strength) == 1 and P.steps_that_run(fixed_steps - 1, strength) == 0
+    assert (
+        inputs.steps_that_run(steps, fixed_strength) == 1 and inputs.steps_that_run(steps, fixed_strength - 0.01) == 0
+    )
+    assert inputs.steps_that_run(fixed_steps, strength) == 1 and inputs.steps_that_run(fixed_steps - 1, strength) == 0
 
 
 def test_diffusers_itself_fails_obscurely_on_zero_steps(pipe_t2i):
@@ -164,7 +167,7 @@ def test_diffusers_itself_fails_obscurely_on_zero_steps(pipe_t2i):
             with pytest.raises(RuntimeError, match="cannot reshape tensor of 0 elements"):
                 call()
     with pytest.raises(ValueError, match="num_inference_steps x strength must be at least 1"):
-        P.check_inputs("a", image=image, strength=0.02, num_inference_steps=25)  # caught before any model runs
+        inputs.check_inputs("a", image=image, strength=0.02, num_inference_steps=25)  # caught before any model runs
 
 
 @pytest.mark.parametrize("steps,strength", [(3, 0.4), (25, 0.6), (50, 0.4), (100, 0.29), (30, 1.0), (7, 0.99)])
@@ -174,18 +177,18 @@ def test_steps_that_run_matches_diffusers(steps, strength):
     scheduler = PNDMScheduler(skip_prk_steps=True, steps_offset=1)
     scheduler.set_timesteps(steps)
     _, ran = StableDiffusionImg2ImgPipeline.get_timesteps(SimpleNamespace(scheduler=scheduler), steps, strength, "cpu")
-    assert P.steps_that_run(steps, strength) == ran
+    assert inputs.steps_that_run(steps, strength) == ran
 
 
 def test_size_must_be_multiple_of_8():
     with pytest.raises(ValueError, match="height=500.*Try height=504"):
-        P.check_size(500, 512)
-    assert P.check_size(64, 128) == (64, 128)
+        inputs.check_size(500, 512)
+    assert inputs.check_size(64, 128) == (64, 128)
 
 
 def test_mask_same_size_is_kept_as_black_and_white():
     image = Image.new("RGB", (64, 48))
-    mask = P.match_mask(Image.new("RGB", (64, 48), "white"), image)
+    mask = inputs.match_mask(Image.new("RGB", (64, 48), "white"), image)
     assert mask.mode == "L" and mask.size == (64, 48)
 
 
@@ -193,48 +196,48 @@ def test_mask_of_other_size_is_resized_with_a_note(capsys):
     image = Image.new("RGB", (64, 64))
     small = Image.new("L", (32, 32), 0)
     small.paste(255, (8, 8, 24, 24))
-    mask = P.match_mask(small, image)
+    mask = inputs.match_mask(small, image)
     assert mask.size == (64, 64) and set(np.unique(np.asarray(mask))) == {0, 255}
     assert "mask_image was 32x32 px, image is 64x64 px" in capsys.readouterr().out
 
 
 def test_mask_of_other_size_can_be_refused():
     with pytest.raises(ValueError, match="mask_image is 32x32 px but image is 64x64 px.*mask.resize"):
-        P.match_mask(Image.new("L", (32, 32)), Image.new("RGB", (64, 64)), resize=False)
+        inputs.match_mask(Image.new("L", (32, 32)), Image.new("RGB", (64, 64)), resize=False)
     with pytest.raises(TypeError, match="mask_image is a ndarray"):
-        P.match_mask(np.zeros((64, 64)), Image.new("RGB", (64, 64)))
+        inputs.match_mask(np.zeros((64, 64)), Image.new("RGB", (64, 64)))
 
 
 def test_check_inputs_catches_each_bad_argument():
-    cat = P.load_photo("cat", 64)
+    cat = photos.load_photo("cat", 64)
     with pytest.raises(FileNotFoundError, match="image='data/images/kitten.jpg'"):
-        P.check_inputs("a", image="data/images/kitten.jpg")
+        inputs.check_inputs("a", image="data/images/kitten.jpg")
     with pytest.raises(ValueError, match=r"prompt=\[\]"):
-        P.check_inputs([], image=cat)
+        inputs.check_inputs([], image=cat)
     with pytest.raises(ValueError, match="strength=1.5"):
-        P.check_inputs("a", image=cat, strength=1.5)
+        inputs.check_inputs("a", image=cat, strength=1.5)
     with pytest.raises(ValueError, match="0 denoising steps"):
-        P.check_inputs("a", image=cat, strength=0.1, num_inference_steps=3)
+        inputs.check_inputs("a", image=cat, strength=0.1, num_inference_steps=3)
     with pytest.raises(ValueError, match="width=60"):
-        P.check_inputs("a", height=64, width=60)
+        inputs.check_inputs("a", height=64, width=60)
     with pytest.raises(ValueError, match="give both or neither"):
-        P.check_inputs("a", height=64)
+        inputs.check_inputs("a", height=64)
     with pytest.raises(ValueError, match="mask_image was given without image"):
-        P.check_inputs("a", mask_image=Image.new("L", (64, 64)))
+        inputs.check_inputs("a", mask_image=Image.new("L", (64, 64)))
     with pytest.raises(ValueError, match="num_inference_steps=0"):
-        P.check_inputs("a", num_inference_steps=0)
+        inputs.check_inputs("a", num_inference_steps=0)
 
 
 def test_check_inputs_output_runs_in_the_real_pipelines(pipe_t2i, pipe_i2i):
     from diffusers import AutoPipelineForInpainting
 
-    args = P.check_inputs("a cat", image="cat", strength=0.5, num_inference_steps=2)
+    args = inputs.check_inputs("a cat", image="cat", strength=0.5, num_inference_steps=2)
     assert args["image"].size == (512, 512) and args["strength"] == 0.5
     args["image"] = args["image"].resize((64, 64))
     assert pipe_i2i(**args, output_type="np").images.shape == (1, 64, 64, 3)
     inpaint = AutoPipelineForInpainting.from_pipe(pipe_t2i)
     inpaint.set_progress_bar_config(disable=True)
-    args = P.check_inputs(
+    args = inputs.check_inputs(
         "a cat",
         image=args["image"],
         mask_image=Image.new("L", (32, 32), 255),
@@ -245,12 +248,12 @@ def test_check_inputs_output_runs_in_the_real_pipelines(pipe_t2i, pipe_i2i):
 
 # ------------------------------------------------------------------------------ weights and sharing
 def test_from_pipe_shares_every_weight(pipe_t2i, pipe_i2i):
-    shared = P.shared_components(pipe_t2i, pipe_i2i)
+    shared = memory.shared_components(pipe_t2i, pipe_i2i)
     assert set(shared) >= {"unet", "vae", "text_encoder", "tokenizer", "scheduler"} and all(shared.values())
     assert (
-        P.unique_weight_bytes(pipe_t2i, pipe_i2i)
-        == P.unique_weight_bytes(pipe_t2i)
-        == sum(P.component_bytes(pipe_t2i).values())
+        memory.unique_weight_bytes(pipe_t2i, pipe_i2i)
+        == memory.unique_weight_bytes(pipe_t2i)
+        == sum(memory.component_bytes(pipe_t2i).values())
     )
 
 
@@ -258,18 +261,18 @@ def test_loading_again_doubles_the_memory(sd_folder, pipe_t2i):
     from diffusers import AutoPipelineForImage2Image
 
     again = AutoPipelineForImage2Image.from_pretrained(sd_folder, safety_checker=None, requires_safety_checker=False)
-    shared = P.shared_components(pipe_t2i, again)
+    shared = memory.shared_components(pipe_t2i, again)
     assert not shared["unet"] and not shared["vae"]
-    assert P.unique_weight_bytes(pipe_t2i, again) == 2 * P.unique_weight_bytes(pipe_t2i)
+    assert memory.unique_weight_bytes(pipe_t2i, again) == 2 * memory.unique_weight_bytes(pipe_t2i)
 
 
 def test_attention_is_sdpa(pipe_t2i):
-    assert P.attention_backend(pipe_t2i) == "AttnProcessor2_0 (PyTorch SDPA)"
+    assert memory.attention_backend(pipe_t2i) == "AttnProcessor2_0 (PyTorch SDPA)"
 
 
 # -------------------------------------------------------------------------------------- memory plan
 def test_sd15_sizes_are_the_real_architecture():
-    sizes = P.sd15_component_bytes(element_size=2)
+    sizes = memory.sd15_component_bytes(element_size=2)
     assert sizes == {
         "unet": 2 * 859_520_964,
         "vae": 2 * 83_653_863,
@@ -278,26 +281,26 @@ def test_sd15_sizes_are_the_real_architecture():
 
 
 def test_plan_on_cpu_does_nothing():
-    plan = P.plan_memory("cpu", None, {"unet": GIB})
+    plan = memory.plan_memory("cpu", None, {"unet": GIB})
     assert plan.offload == "none" and not plan.vae_tiling and "nothing to do" in str(plan)
 
 
 def test_plan_from_big_to_small_gpu():
     sizes = {"unet": int(1.6 * GIB), "vae": int(0.16 * GIB), "text_encoder": int(0.23 * GIB)}
-    big = P.plan_memory("cuda", 24 * GIB, sizes, 512, 512)
+    big = memory.plan_memory("cuda", 24 * GIB, sizes, 512, 512)
     assert (big.offload, big.vae_tiling) == ("none", False)
-    assert P.plan_memory("cuda", int(3.3 * GIB), sizes).offload == "model"
-    tiny = P.plan_memory("cuda", 2 * GIB, sizes, 1024, 1024)
+    assert memory.plan_memory("cuda", int(3.3 * GIB), sizes).offload == "model"
+    tiny = memory.plan_memory("cuda", 2 * GIB, sizes, 1024, 1024)
     assert (tiny.offload, tiny.vae_tiling) == ("sequential", True)
-    assert P.plan_memory("cuda", 6 * GIB, sizes, 1024, 1024).vae_tiling  # big image, tight memory: tile
-    assert not P.plan_memory("cuda", 2 * GIB, sizes, 512, 512).vae_tiling  # one tile: tiling would change nothing
+    assert memory.plan_memory("cuda", 6 * GIB, sizes, 1024, 1024).vae_tiling  # big image, tight memory: tile
+    assert not memory.plan_memory("cuda", 2 * GIB, sizes, 512, 512).vae_tiling  # one tile: tiling would change nothing
 
 
 def test_more_memory_never_gives_a_more_frugal_plan():
-    sizes = P.sd15_component_bytes()
+    sizes = memory.sd15_component_bytes()
     order = {"none": 0, "model": 1, "sequential": 2}
     for px in (512, 768, 1024):
-        plans = [P.plan_memory("cuda", int(g * GIB / 4), sizes, px, px) for g in range(4, 200)]
+        plans = [memory.plan_memory("cuda", int(g * GIB / 4), sizes, px, px) for g in range(4, 200)]
         ranks = [order[p.offload] for p in plans]
         assert ranks == sorted(ranks, reverse=True), px
 
@@ -313,8 +316,8 @@ def test_more_memory_never_gives_a_more_frugal_plan():
 def test_apply_plan_calls_the_current_apis(offload, called):
     pipe = mock.MagicMock()
     pipe.unet.attn_processors = {"a": mock.MagicMock()}
-    plan = P.MemoryPlan("cuda", offload, True, 4 * GIB, GIB, GIB)
-    P.apply_plan(pipe, plan)
+    plan = memory.MemoryPlan("cuda", offload, True, 4 * GIB, GIB, GIB)
+    memory.apply_plan(pipe, plan)
     getattr(pipe, called).assert_called_once()
     if offload != "none":
         pipe.to.assert_not_called()  # .to("cuda") after enabling offload would undo it
@@ -325,7 +328,7 @@ def test_apply_plan_calls_the_current_apis(offload, called):
 
 def test_fit_to_gpu_on_cpu_says_nothing_to_do(pipe_t2i, capsys):
     course = SimpleNamespace(device="cpu", dtype=torch.float32)
-    plan = P.fit_to_gpu(pipe_t2i, course)
+    plan = memory.fit_to_gpu(pipe_t2i, course)
     out = capsys.readouterr().out
     assert plan.device == "cpu" and plan.offload == "none" and "nothing to do" in out and "SDPA" in out
     assert pipe_t2i.device.type == "cpu" and not pipe_t2i.vae.use_tiling
@@ -333,35 +336,35 @@ def test_fit_to_gpu_on_cpu_says_nothing_to_do(pipe_t2i, capsys):
 
 def test_fit_to_gpu_uses_free_memory_and_dtype(pipe_t2i):
     course = SimpleNamespace(device="cuda", dtype=torch.float16)
-    with mock.patch.object(P, "apply_plan") as apply:
-        plan = P.fit_to_gpu(pipe_t2i, course, free_bytes=1024)  # tiny stand-in, 1 KiB free: must offload
+    with mock.patch.object(memory, "apply_plan") as apply:
+        plan = memory.fit_to_gpu(pipe_t2i, course, free_bytes=1024)  # tiny stand-in, 1 KiB free: must offload
     apply.assert_called_once()
     assert plan.offload == "sequential"
-    assert plan.weights_bytes == sum(P.component_bytes(pipe_t2i).values())
+    assert plan.weights_bytes == sum(memory.component_bytes(pipe_t2i).values())
 
 
 def test_reset_memory_options_undoes_tiling_and_dtype(pipe_t2i):
     pipe_t2i.vae.enable_tiling()
     pipe_t2i.to(dtype=torch.float64)
-    P.reset_memory_options(pipe_t2i, torch.float32)
+    memory.reset_memory_options(pipe_t2i, torch.float32)
     assert not pipe_t2i.vae.use_tiling and pipe_t2i.device.type == "cpu" and pipe_t2i.dtype == torch.float32
 
 
 def test_reset_memory_options_removes_offload_hooks():
     pipe = mock.MagicMock()
-    P.reset_memory_options(pipe)
+    memory.reset_memory_options(pipe)
     pipe.remove_all_hooks.assert_called_once()
     pipe.vae.disable_tiling.assert_called_once()
     pipe.to.assert_called_once_with("cpu")
 
 
 def test_measure_on_cpu():
-    m = P.measure(lambda: sum(range(1000)), "cpu")
+    m = memory.measure(lambda: sum(range(1000)), "cpu")
     assert m.result == 499500 and m.seconds >= 0 and m.peak_bytes is None and m.peak_gib == "n/a (CPU)"
 
 
 def test_markdown_table():
-    assert P.markdown_table(["a", "b"], [[1, "x"]]) == "| a | b |\n|---|---|\n| 1 | x |"
+    assert memory.markdown_table(["a", "b"], [[1, "x"]]) == "| a | b |\n|---|---|\n| 1 | x |"
 
 
 # ---------------------------------------------------------------------------------------- exercises
@@ -609,7 +612,7 @@ def test_inpaint_by_hand_matches_pipeline_9_channels(loops, standin_root, schedu
     pipe.scheduler = getattr(diffusers, scheduler_name).from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     assert type(pipe).__name__ == "StableDiffusionInpaintPipeline" and pipe.unet.config.in_channels == 9
-    cat, mask = P.load_photo("cat", 64), ellipse_mask()
+    cat, mask = photos.load_photo("cat", 64), ellipse_mask()
     settings = dict(num_inference_steps=4, guidance_scale=7.5)
     mine = loops["inpaint_by_hand"](pipe, "a cat", cat, mask, generator=torch.Generator().manual_seed(1), **settings)
     theirs = pipe(

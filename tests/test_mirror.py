@@ -15,9 +15,7 @@ SHIPPED = mirror.REPO_ROOT / "data" / "models"
 
 
 def _ok(result) -> str:
-    assert result.returncode == 0, (
-        f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    )
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result.stdout
 
 
@@ -184,10 +182,7 @@ def test_olah_ignores_range_so_resume_is_tested_with_a_cutting_proxy(olah_mirror
     url = f"{olah_mirror.url}/google/ddpm-cat-256/resolve/main/config.json"
     request = urllib.request.Request(url, headers={"Range": "bytes=10-"})
     with urllib.request.urlopen(request, timeout=10) as response:
-        assert (
-            response.status == 200
-            and len(response.read()) == (SHIPPED / "emoji-ddpm/config.json").stat().st_size
-        )
+        assert response.status == 200 and len(response.read()) == (SHIPPED / "emoji-ddpm/config.json").stat().st_size
 
 
 def test_second_setup_probes_again_after_the_first_went_offline(olah_mirror, tmp_path):

@@ -15,9 +15,7 @@ CAT = "google/ddpm-cat-256"
 
 
 def _ok(result) -> str:
-    assert result.returncode == 0, (
-        f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    )
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result.stdout
 
 
@@ -30,14 +28,9 @@ flowers = course.dataset("flowers")
 print("ROWS", len(flowers))
 """
     with mirror.faulty_mirror(olah_mirror.url, "stall") as proxy:
-        result = mirror.run_python(
-            code, proxy.url, tmp_path / "hf", timeout=90, COURSE_MODE="smoke"
-        )
+        result = mirror.run_python(code, proxy.url, tmp_path / "hf", timeout=90, COURSE_MODE="smoke")
     out = _ok(result)
-    assert (
-        "hub       : NOT reachable (no answer to GET /api/models/google/ddpm-cat-256 within 1 s"
-        in out
-    )
+    assert "hub       : NOT reachable (no answer to GET /api/models/google/ddpm-cat-256 within 1 s" in out
     assert "ROWS 1870" in out and "INSTEAD of huggan/flowers-102-categories" in out
     assert result.seconds < 60
 
@@ -74,9 +67,7 @@ except Exception as err:
     print("FAILED", type(err).__name__)
 """
     with mirror.faulty_mirror(olah_mirror.url, "stall-files") as proxy:
-        result = mirror.run_python(
-            code, proxy.url, tmp_path / "hf", timeout=120, HF_HUB_DOWNLOAD_TIMEOUT="1"
-        )
+        result = mirror.run_python(code, proxy.url, tmp_path / "hf", timeout=120, HF_HUB_DOWNLOAD_TIMEOUT="1")
     out = _ok(result)
     assert "waits at most 1 s for data: HF_HUB_DOWNLOAD_TIMEOUT" in out
     assert "FAILED ReadTimeout" in out and result.seconds < 60, (result.seconds, out[-2000:])
@@ -132,11 +123,7 @@ except Exception as err:
     print("FAILED", type(err).__name__, seconds, str(err).splitlines()[0])
 """
     with mirror.faulty_mirror(olah_mirror.url, "5xx") as proxy:
-        out = _ok(
-            mirror.run_python(
-                "import course_utils; course_utils.setup()", proxy.url, tmp_path / "hf"
-            )
-        )
+        out = _ok(mirror.run_python("import course_utils; course_utils.setup()", proxy.url, tmp_path / "hf"))
         failed = _ok(mirror.run_python(download, proxy.url, tmp_path / "hf", timeout=90))
     assert "hub       : NOT reachable (answered 503 (server error)" in out
     assert "FAILED" in failed and int(failed.split("FAILED")[1].split()[1]) <= 30, failed
@@ -151,9 +138,7 @@ course = course_utils.setup()
 print("ROWS", len(course.dataset("flowers")))
 """
     with mirror.faulty_mirror(olah_mirror.url, "stall-files") as proxy:
-        result = mirror.run_python(
-            code, proxy.url, tmp_path / "hf", timeout=120, HF_HUB_DOWNLOAD_TIMEOUT="1"
-        )
+        result = mirror.run_python(code, proxy.url, tmp_path / "hf", timeout=120, HF_HUB_DOWNLOAD_TIMEOUT="1")
     out = _ok(result)
     steps = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
     assert "failed" in steps["1."] and "Timeout" in steps["1."], out

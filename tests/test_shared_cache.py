@@ -13,9 +13,7 @@ from course_utils.models.standins import build_standin
 def test_standin_folders_and_files_follow_the_umask(tmp_path):
     previous = os.umask(0o022)
     try:
-        folder = build_standin(
-            MODELS["ddpm-cat"], tmp_path / "hf-home" / "course-standins" / "ddpm", "tiny"
-        )
+        folder = build_standin(MODELS["ddpm-cat"], tmp_path / "hf-home" / "course-standins" / "ddpm", "tiny")
     finally:
         os.umask(previous)
     paths = [folder, *folder.rglob("*")]

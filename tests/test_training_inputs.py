@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 from test_training import ShapeImages, tiny_config
 
-from course_utils.training import runs
-from course_utils.training import train
-from course_utils.training import TrainingConfig
+from course_utils.training import TrainingConfig, runs, train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

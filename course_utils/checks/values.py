@@ -50,8 +50,7 @@ def require_positive_number(name: str, value: float) -> float:
     """Check a duration or scale: a finite number above 0."""
     import math
 
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
         raise ValueError(f"{name}={value!r}: expected a finite number above 0, e.g. {name}=1.0.")
     return float(value)
 

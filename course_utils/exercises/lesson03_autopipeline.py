@@ -1,5 +1,6 @@
 """Checks for lesson 03's exercises (AutoPipeline). Each compares the learner's answer with what diffusers itself
 does: its own task mappings, its own `from_pipe`, its own image-to-image timestep code."""
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -33,15 +34,20 @@ def auto_class_name(task: str, class_name: str) -> str:
 
 
 def check_auto_class(task: str, class_name: str, answer: Any) -> bool:
-    """Pass when `answer` (a class or its name, or 'ValueError') is what AutoPipeline does for `task` and `class_name`."""
+    """Pass when `answer` (a class or its name, or 'ValueError') is what AutoPipeline does for `task` and
+    `class_name`."""
     if answer is None:
         return not_attempted(f"which class AutoPipeline builds for {task} from a {class_name} checkpoint")
     given = answer if isinstance(answer, str) else getattr(answer, "__name__", repr(answer))
     expected = auto_class_name(task, class_name)
     if given == expected:
         if expected == "ValueError":
-            return verdict(True, f"Right: no {task} pipeline is linked to {class_name}, so AutoPipeline raises a "
-                                 "ValueError. Load the explicit class instead (if diffusers has one).", "")
+            return verdict(
+                True,
+                f"Right: no {task} pipeline is linked to {class_name}, so AutoPipeline raises a "
+                "ValueError. Load the explicit class instead (if diffusers has one).",
+                "",
+            )
         return verdict(True, f"Right: {class_name} -> {expected}.", "")
     return verdict(
         False,
@@ -60,23 +66,38 @@ def check_from_pipe(source, answer, scheduler_class: str = "EulerDiscreteSchedul
         return verdict(False, "", f"answer is a {type(answer).__name__}, not a diffusers pipeline.")
     name = type(answer).__name__
     if "Img2Img" not in name:
-        return verdict(False, "", f"answer is a {name}; an image-to-image pipeline was asked for "
-                                  "(AutoPipelineForImage2Image.from_pipe).")
-    from course_utils.pipelines import module_components, shared_components
+        return verdict(
+            False,
+            "",
+            f"answer is a {name}; an image-to-image pipeline was asked for (AutoPipelineForImage2Image.from_pipe).",
+        )
+    from course_utils.memory import module_components, shared_components
 
     shared = shared_components(source, answer)
     copied = [n for n in module_components(source) if n in shared and not shared[n]]
     if copied:
-        return verdict(False, "", f"{', '.join(copied)}: new objects, so their weights were loaded again. Build it with "
-                                  "AutoPipelineForImage2Image.from_pipe(pipe_t2i, scheduler=...) instead of from_pretrained.")
+        return verdict(
+            False,
+            "",
+            f"{', '.join(copied)}: new objects, so their weights were loaded again. Build it with "
+            "AutoPipelineForImage2Image.from_pipe(pipe_t2i, scheduler=...) instead of from_pretrained.",
+        )
     scheduler = type(answer.scheduler).__name__
     if scheduler != scheduler_class:
-        return verdict(False, "", f"its scheduler is a {scheduler}, not a {scheduler_class}: pass "
-                                  f"scheduler={scheduler_class}.from_config(pipe_t2i.scheduler.config) to from_pipe.")
+        return verdict(
+            False,
+            "",
+            f"its scheduler is a {scheduler}, not a {scheduler_class}: pass "
+            f"scheduler={scheduler_class}.from_config(pipe_t2i.scheduler.config) to from_pipe.",
+        )
     if answer.scheduler is source.scheduler or type(source.scheduler).__name__ == scheduler_class:
-        return verdict(False, "", f"pipe_t2i's scheduler was changed too (it is now a {type(source.scheduler).__name__}): "
-                                  "give the new scheduler to from_pipe instead of assigning it to pipe_t2i, then restore "
-                                  "pipe_t2i.scheduler.")
+        return verdict(
+            False,
+            "",
+            f"pipe_t2i's scheduler was changed too (it is now a {type(source.scheduler).__name__}): "
+            "give the new scheduler to from_pipe instead of assigning it to pipe_t2i, then restore "
+            "pipe_t2i.scheduler.",
+        )
     models = ", ".join(module_components(source))
     return verdict(True, f"{name} shares {models} with pipe_t2i and has its own {scheduler_class}.", "")
 
@@ -93,7 +114,7 @@ def check_strength_steps(pipe, num_inference_steps: int, wanted_steps: int, answ
     """Pass when image-to-image with `strength=answer` runs exactly `wanted_steps` of `num_inference_steps` steps."""
     if answer is None:
         return not_attempted(f"a strength that runs {wanted_steps} of {num_inference_steps} steps")
-    from course_utils.pipelines import check_strength
+    from course_utils.checks.pipeline_inputs import check_strength
 
     try:
         check_strength(answer)

@@ -1,5 +1,6 @@
 """The one list of hub ids the course uses, with what to download for each. Current ids only: runwayml's
 SD 1.5 repo and Stability's SD 2.x repos were deleted, and old tutorials that name them fail with a 401/OSError."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,10 +57,25 @@ MODELS: dict[str, ModelSpec] = {
             ("model_index.json", "config.json", "scheduler_config.json", "diffusion_pytorch_model.safetensors"),
             ("config.json", "scheduler_config.json", "diffusion_pytorch_model.safetensors"),
         ),
-        _sd("sd15", "stable-diffusion-v1-5/stable-diffusion-v1-5", "Stable Diffusion v1.5, 512 px (the community copy of runwayml's deleted repo)"),
+        _sd(
+            "sd15",
+            "stable-diffusion-v1-5/stable-diffusion-v1-5",
+            "Stable Diffusion v1.5, 512 px (the community copy of runwayml's deleted repo)",
+        ),
         _sd("sd14", "CompVis/stable-diffusion-v1-4", "Stable Diffusion v1.4, 512 px"),
-        _sd("sd15-inpaint", "stable-diffusion-v1-5/stable-diffusion-inpainting", "SD 1.5 inpainting: a UNet with 9 input channels", "sd-inpaint", "DDIMScheduler"),
-        _sd("dreamlike-photoreal", "dreamlike-art/dreamlike-photoreal-2.0", "Dreamlike Photoreal 2.0, an SD 1.5 fine-tune for photographic images", scheduler="DDIMScheduler"),
+        _sd(
+            "sd15-inpaint",
+            "stable-diffusion-v1-5/stable-diffusion-inpainting",
+            "SD 1.5 inpainting: a UNet with 9 input channels",
+            "sd-inpaint",
+            "DDIMScheduler",
+        ),
+        _sd(
+            "dreamlike-photoreal",
+            "dreamlike-art/dreamlike-photoreal-2.0",
+            "Dreamlike Photoreal 2.0, an SD 1.5 fine-tune for photographic images",
+            scheduler="DDIMScheduler",
+        ),
     )
 }
 
@@ -98,8 +114,7 @@ def _suggest(name: str) -> str:
 def model_spec(name: str) -> ModelSpec:
     """Look a model up by short name or by hub id; unknown names raise a KeyError that lists the known ones."""
     if not isinstance(name, str):
-        raise TypeError(f"name={name!r}: expected a short name such as 'sd15' "
-                        "or a hub id (a string).")
+        raise TypeError(f"name={name!r}: expected a short name such as 'sd15' or a hub id (a string).")
     if name in MODELS:
         return MODELS[name]
     for spec in MODELS.values():

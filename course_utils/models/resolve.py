@@ -1,5 +1,6 @@
 """Where a model's files come from: the local hub cache, a download through the configured endpoint, or a
 stand-in built here. Every lesson loads from the returned folder with plain `from_pretrained(folder)`."""
+
 from __future__ import annotations
 
 import time
@@ -14,8 +15,15 @@ from course_utils.models.standins import get_standin
 # Errors a second attempt cannot fix: the repo or file is not there, or access is refused; and
 # timeouts, which huggingface_hub has already retried 5 times (each one HF_HUB_DOWNLOAD_TIMEOUT).
 NOT_RETRIED = {
-    "RepositoryNotFoundError", "GatedRepoError", "EntryNotFoundError", "RevisionNotFoundError",
-    "ReadTimeout", "ConnectTimeout", "WriteTimeout", "PoolTimeout", "TimeoutException",
+    "RepositoryNotFoundError",
+    "GatedRepoError",
+    "EntryNotFoundError",
+    "RevisionNotFoundError",
+    "ReadTimeout",
+    "ConnectTimeout",
+    "WriteTimeout",
+    "PoolTimeout",
+    "TimeoutException",
 }
 
 
@@ -53,8 +61,10 @@ def _waiting_for(spec: ModelSpec) -> str:
 
     endpoint = os.environ.get("HF_ENDPOINT", "the hub")
     wait = os.environ.get("HF_HUB_DOWNLOAD_TIMEOUT", "10")
-    return (f"downloading {spec.repo_id} from {endpoint} (each request waits at most {wait} s "
-            "for data: HF_HUB_DOWNLOAD_TIMEOUT)")
+    return (
+        f"downloading {spec.repo_id} from {endpoint} (each request waits at most {wait} s "
+        "for data: HF_HUB_DOWNLOAD_TIMEOUT)"
+    )
 
 
 def download(spec: ModelSpec, attempts: int = 3) -> Path:
@@ -70,8 +80,10 @@ def download(spec: ModelSpec, attempts: int = 3) -> Path:
         except Exception as err:  # httpx timeouts and connection errors are not OSErrors in huggingface_hub 2.x
             if attempt == attempts or type(err).__name__ in NOT_RETRIED:
                 raise
-            print(f"download of {spec.repo_id} failed ({type(err).__name__}); "
-                  f"retry {attempt}/{attempts - 1}, resuming", flush=True)
+            print(
+                f"download of {spec.repo_id} failed ({type(err).__name__}); retry {attempt}/{attempts - 1}, resuming",
+                flush=True,
+            )
             time.sleep(2 * attempt)
     missing = [name for name in spec.required if not (folder / name).exists()]
     if missing:
@@ -84,8 +96,12 @@ def smoke_source(spec: ModelSpec, standin_root: Path) -> ModelSource:
     random-weight stand-in."""
     trained = emoji_model_folder(spec)
     if trained is not None:
-        return ModelSource(spec, trained, "course model",
-                           f" {trained.name!r}, trained on the shipped emoji, standing in for the real repo (smoke mode)")
+        return ModelSource(
+            spec,
+            trained,
+            "course model",
+            f" {trained.name!r}, trained on the shipped emoji, standing in for the real repo (smoke mode)",
+        )
     return ModelSource(spec, get_standin(standin_root, spec, "tiny"), "stand-in", ", tiny random weights (smoke mode)")
 
 

@@ -1,5 +1,6 @@
 """Stand-in models: random weights in the real architecture, saved in the hub repo's folder layout, so that the
 lesson's own `from_pretrained(folder)` code runs unchanged when the hub cannot be reached."""
+
 from __future__ import annotations
 
 import json
@@ -10,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from course_utils.paths import ASSETS
 from course_utils.models import architectures as arch
 from course_utils.models.registry import ModelSpec
+from course_utils.paths import ASSETS
 
 STANDIN_VERSION = 2
 TOKENIZER_FILES = ASSETS / "clip_tokenizer"

@@ -1,6 +1,8 @@
 """`TrainingConfig`: every setting of a DDPM training run in one dataclass, with a `smoke` preset (a tiny UNet at
-32 px that trains in seconds on a CPU) and a `full` preset (the 128 px model of diffusers' "Train a diffusion model" tutorial), plus the UNet it
+32 px that trains in seconds on a CPU) and a `full` preset (the 128 px model of diffusers' "Train a diffusion model"
+tutorial), plus the UNet it
 describes and the mixed-precision choice for the machine at hand."""
+
 from __future__ import annotations
 
 import json
@@ -14,7 +16,8 @@ from course_utils.checks.values import require_choice, require_positive_int
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 LOGGERS = ("tensorboard", "none")
 
-# The model of diffusers' "Train a diffusion model" tutorial: six levels, 128 to 512 channels, self-attention at the fifth level (8x8 for 128 px images).
+# The model of diffusers' "Train a diffusion model" tutorial: six levels, 128 to 512 channels, self-attention at the
+# fifth level (8x8 for 128 px images).
 FULL_UNET = dict(
     block_out_channels=(128, 128, 256, 256, 512, 512),
     down_block_types=("DownBlock2D", "DownBlock2D", "DownBlock2D", "DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
@@ -46,8 +49,7 @@ NUMBER_RANGES = {
 
 
 def require_number(name: str, value: Any, low: str, high: str, example: str) -> float:
-    """Check a real-valued setting: a finite int/float within `low` and `high` (e.g. '> 0', '< 1').
-    """
+    """Check a real-valued setting: a finite int/float within `low` and `high` (e.g. '> 0', '< 1')."""
     bounds = " and ".join(b for b in (low, high) if b)
     expected = f"expected a finite number {bounds}, e.g. {name}={example}"
     if isinstance(value, str):
@@ -71,7 +73,8 @@ class TrainingConfig:
     up_block_types: tuple = FULL_UNET["up_block_types"]
     layers_per_block: int = 2
     norm_num_groups: int = 32
-    # Data: random horizontal flips are drawn by the trainer from its per-step generator, so a resumed run sees the same ones.
+    # Data: random horizontal flips are drawn by the trainer from its per-step generator, so a resumed run sees the same
+    # ones.
     random_flip: bool = True
     dataloader_num_workers: int = 0
     # Optimisation: AdamW with a linear warm-up, then a cosine decay to 0 at the last step.
@@ -83,7 +86,9 @@ class TrainingConfig:
     lr_warmup_steps: int = 500
     adam_weight_decay: float = 1e-6
     max_grad_norm: float = 1.0
-    mixed_precision: str = "auto"  # auto: bf16 on GPUs that have it, fp16 (with a loss scaler) on older ones, none on CPU
+    mixed_precision: str = (
+        "auto"  # auto: bf16 on GPUs that have it, fp16 (with a loss scaler) on older ones, none on CPU
+    )
     # Speed switches for a GPU, off by default (bench/training.py measures what they give on yours): channels_last
     # stores conv weights and activations height-width-channel, the layout tensor cores read fastest; torch_compile
     # fuses the UNet's kernels (the first steps then take a minute or more to compile). Neither changes what is saved.
@@ -121,9 +126,19 @@ class TrainingConfig:
     def smoke(cls, **overrides: Any) -> "TrainingConfig":
         """Tiny UNet, 32 px, batches of 8, 40 steps: the loss falls visibly within seconds on a CPU."""
         settings = dict(
-            image_size=32, **TINY_UNET, train_batch_size=8, max_steps=40, learning_rate=2e-3, lr_warmup_steps=5,
-            ema_power=0.75, eval_batch_size=8, num_inference_steps=10, save_image_steps=10,
-            checkpointing_steps=10, checkpoints_total_limit=2, output_dir="outputs/ddpm-smoke",
+            image_size=32,
+            **TINY_UNET,
+            train_batch_size=8,
+            max_steps=40,
+            learning_rate=2e-3,
+            lr_warmup_steps=5,
+            ema_power=0.75,
+            eval_batch_size=8,
+            num_inference_steps=10,
+            save_image_steps=10,
+            checkpointing_steps=10,
+            checkpoints_total_limit=2,
+            output_dir="outputs/ddpm-smoke",
         )
         return cls(**{**settings, **overrides})
 
@@ -131,8 +146,15 @@ class TrainingConfig:
     def full(cls, **overrides: Any) -> "TrainingConfig":
         """The tutorial's model: 128 px, six levels of 128-512 channels with one attention level, batch 16."""
         # Sample grids use all 1,000 DDPM steps, so draw 8 images every 1,000 steps (a few grids, not a dozen of 16).
-        settings = dict(image_size=128, **FULL_UNET, train_batch_size=16, num_epochs=50, eval_batch_size=8,
-                        save_image_steps=1000, output_dir="outputs/ddpm-128")
+        settings = dict(
+            image_size=128,
+            **FULL_UNET,
+            train_batch_size=16,
+            num_epochs=50,
+            eval_batch_size=8,
+            save_image_steps=1000,
+            output_dir="outputs/ddpm-128",
+        )
         return cls(**{**settings, **overrides})
 
     @classmethod
@@ -143,17 +165,29 @@ class TrainingConfig:
 
     def validate(self) -> None:
         """Check types, choices and the shape rules of the UNet; raise ValueError naming the field and a fix."""
-        for name in ("image_size", "layers_per_block", "norm_num_groups", "train_batch_size", "num_epochs",
-                     "gradient_accumulation_steps", "eval_batch_size", "num_inference_steps", "save_image_steps",
-                     "checkpointing_steps", "logging_steps"):
+        for name in (
+            "image_size",
+            "layers_per_block",
+            "norm_num_groups",
+            "train_batch_size",
+            "num_epochs",
+            "gradient_accumulation_steps",
+            "eval_batch_size",
+            "num_inference_steps",
+            "save_image_steps",
+            "checkpointing_steps",
+            "logging_steps",
+        ):
             require_positive_int(name, getattr(self, name))
         for name in ("max_steps", "checkpoints_total_limit"):
             if getattr(self, name) is not None:
                 require_positive_int(name, getattr(self, name))
         for f in fields(self):
             if f.type in ("bool", bool) and not isinstance(getattr(self, f.name), bool):
-                raise ValueError(f"{f.name}={getattr(self, f.name)!r}: expected True or False (a string such as "
-                                 "'false' would count as True).")
+                raise ValueError(
+                    f"{f.name}={getattr(self, f.name)!r}: expected True or False (a string such as "
+                    "'false' would count as True)."
+                )
         for name in ("lr_warmup_steps", "dataloader_num_workers", "seed"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -161,8 +195,7 @@ class TrainingConfig:
         for name, (low, high, example) in NUMBER_RANGES.items():
             require_number(name, getattr(self, name), low, high, example)
         if not isinstance(self.output_dir, (str, Path)) or not str(self.output_dir).strip():
-            raise ValueError(f"output_dir={self.output_dir!r}: expected a folder path such as "
-                             "'outputs/ddpm-128'.")
+            raise ValueError(f"output_dir={self.output_dir!r}: expected a folder path such as 'outputs/ddpm-128'.")
         require_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION)
         require_choice("logger", self.logger, LOGGERS)
         levels = len(self.block_out_channels)
@@ -173,28 +206,39 @@ class TrainingConfig:
             )
         bad = [c for c in self.block_out_channels if c % self.norm_num_groups]
         if bad:
-            raise ValueError(f"block_out_channels {bad} do not divide by norm_num_groups={self.norm_num_groups} (GroupNorm).")
+            raise ValueError(
+                f"block_out_channels {bad} do not divide by norm_num_groups={self.norm_num_groups} (GroupNorm)."
+            )
         factor = 2 ** (levels - 1)
         if self.image_size % factor:
             raise ValueError(
                 f"image_size={self.image_size}: a {levels}-level UNet halves the image {levels - 1} times, so the size "
-                f"must be a multiple of {factor}. Try image_size={max(factor, round(self.image_size / factor) * factor)}."
+                f"must be a multiple of {factor}. Try "
+                f"image_size={max(factor, round(self.image_size / factor) * factor)}."
             )
 
     def steps_per_epoch(self, batches_per_epoch: int) -> int:
-        """Optimizer steps in one pass over the data: one per gradient_accumulation_steps batches (a last partial one too)."""
+        """Optimizer steps in one pass over the data: one per gradient_accumulation_steps batches (a last partial one
+        too)."""
         return math.ceil(batches_per_epoch / self.gradient_accumulation_steps)
 
     def total_steps(self, batches_per_epoch: int) -> int:
         """Optimizer steps in the whole run: max_steps if set, else num_epochs passes over the data."""
-        return self.max_steps if self.max_steps is not None else self.num_epochs * self.steps_per_epoch(batches_per_epoch)
+        return (
+            self.max_steps if self.max_steps is not None else self.num_epochs * self.steps_per_epoch(batches_per_epoch)
+        )
 
     def unet_kwargs(self) -> dict:
         """The arguments of UNet2DModel(...) that this config describes."""
         return dict(
-            sample_size=self.image_size, in_channels=3, out_channels=3, layers_per_block=self.layers_per_block,
-            block_out_channels=self.block_out_channels, down_block_types=self.down_block_types,
-            up_block_types=self.up_block_types, norm_num_groups=self.norm_num_groups,
+            sample_size=self.image_size,
+            in_channels=3,
+            out_channels=3,
+            layers_per_block=self.layers_per_block,
+            block_out_channels=self.block_out_channels,
+            down_block_types=self.down_block_types,
+            up_block_types=self.up_block_types,
+            norm_num_groups=self.norm_num_groups,
         )
 
     def to_dict(self) -> dict:
@@ -229,8 +273,10 @@ def choose_mixed_precision(requested: str, device_type: str, bf16_supported: boo
     require_choice("mixed_precision", requested, MIXED_PRECISION)
     if device_type != "cuda":
         if requested == "fp16":
-            return "no", (f"mixed_precision='fp16' needs a CUDA GPU; this run uses fp32 on {device_type} instead "
-                          "(fp16 kernels such as LayerNorm do not exist on CPU).")
+            return "no", (
+                f"mixed_precision='fp16' needs a CUDA GPU; this run uses fp32 on {device_type} instead "
+                "(fp16 kernels such as LayerNorm do not exist on CPU)."
+            )
         if requested == "bf16":
             return "bf16", f"bf16 autocast on {device_type}: it works, but is usually slower than fp32 there."
         return "no", f"fp32 on {device_type} (mixed precision only pays off on a GPU)."
@@ -239,7 +285,10 @@ def choose_mixed_precision(requested: str, device_type: str, bf16_supported: boo
             return "bf16", "bf16 autocast: this GPU supports bfloat16, which needs no loss scaling."
         return "fp16", "fp16 autocast with a gradient scaler: this GPU has no bfloat16 (e.g. V100, T4)."
     if requested == "bf16" and not bf16_supported:
-        return "fp16", "mixed_precision='bf16' requested, but this GPU has no bfloat16: using fp16 with a gradient scaler."
+        return (
+            "fp16",
+            "mixed_precision='bf16' requested, but this GPU has no bfloat16: using fp16 with a gradient scaler.",
+        )
     if requested == "no":
         return "no", "fp32 (mixed precision switched off)."
     return requested, f"{requested} autocast" + (" with a gradient scaler." if requested == "fp16" else ".")

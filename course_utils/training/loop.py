@@ -6,6 +6,7 @@ The same `train()` runs in a notebook and under `accelerate launch scripts/train
 How resume stays exact: each step draws its noise, timesteps and flips from a generator seeded by (seed, step,
 process), never from the global random state; batches come from accelerate's seedable sampler (set_epoch per epoch,
 skip_first_batches after a resume); the EMA and the trainer's counters are saved with accelerator.save_state."""
+
 from __future__ import annotations
 
 import math
@@ -20,8 +21,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from course_utils.training import runs
 from course_utils.data import make_dataloader
+from course_utils.training import runs
 from course_utils.training.config import TrainingConfig, choose_mixed_precision, make_unet
 
 
@@ -45,8 +46,9 @@ def diffusion_loss(model, noise_scheduler, clean_images: torch.Tensor, generator
     """The DDPM objective: noise the images at random timesteps, ask the model for the noise, return the MSE."""
     batch, device = clean_images.shape[0], clean_images.device
     noise = torch.randn(clean_images.shape, generator=generator, device=generator.device).to(device)
-    timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (batch,), generator=generator,
-                              device=generator.device).to(device)
+    timesteps = torch.randint(
+        0, noise_scheduler.config.num_train_timesteps, (batch,), generator=generator, device=generator.device
+    ).to(device)
     noisy_images = noise_scheduler.add_noise(clean_images, noise, timesteps)  # the forward process q(x_t | x_0)
     noise_pred = model(noisy_images, timesteps, return_dict=False)[0]
     return F.mse_loss(noise_pred.float(), noise.float())
@@ -59,12 +61,14 @@ def _images_of(item: Any) -> torch.Tensor:
         item = item["images"]
     elif isinstance(item, dict):
         raise TypeError(
-            f"Dataset items have keys {sorted(item)} but no 'images'. The trainer needs {{'images': tensor in [-1, 1]}}: "
+            f"Dataset items have keys {sorted(item)} but no 'images'. The trainer needs "
+            f"{{'images': tensor in [-1, 1]}}: "
             "apply course_utils.data.with_transform(dataset, size) (or your own set_transform) first."
         )
     if not isinstance(item, torch.Tensor):
         raise TypeError(
-            f"Dataset images are {type(item).__name__}, not tensors: convert them with ToTensor() + Normalize([0.5], [0.5]) "
+            f"Dataset images are {type(item).__name__}, not tensors: convert them with ToTensor() + Normalize([0.5], "
+            "[0.5]) "
             "(course_utils.data.with_transform does both)."
         )
     return item
@@ -135,8 +139,13 @@ class TrainState:
     history: list = field(default_factory=list)  # one {"step", "loss", "lr", "epoch"} per optimizer step
 
     def state_dict(self) -> dict:
-        return dict(step=self.step, micro_step=self.micro_step, epoch=self.epoch, batch_in_epoch=self.batch_in_epoch,
-                    history=list(self.history))
+        return dict(
+            step=self.step,
+            micro_step=self.micro_step,
+            epoch=self.epoch,
+            batch_in_epoch=self.batch_in_epoch,
+            history=list(self.history),
+        )
 
     def load_state_dict(self, state: dict) -> None:
         for key, value in state.items():
@@ -166,7 +175,8 @@ class TrainResult:
 
 
 class StopRequest:
-    """Ctrl-C / SIGINT asks the run to stop after the current step and save a checkpoint; a second Ctrl-C stops at once."""
+    """Ctrl-C / SIGINT asks the run to stop after the current step and save a checkpoint; a second Ctrl-C stops at
+    once."""
 
     def __init__(self, say=print):
         self.flag, self.say, self.previous, self.first = False, say, None, 0.0
@@ -178,8 +188,10 @@ class StopRequest:
         if self.flag:
             return
         self.flag, self.first = True, time.monotonic()
-        self.say("\nCtrl-C: finishing this step (with several processes: up to the next logging step), then saving a "
-                 "checkpoint (press again to stop at once, unsaved).")
+        self.say(
+            "\nCtrl-C: finishing this step (with several processes: up to the next logging step), then saving a "
+            "checkpoint (press again to stop at once, unsaved)."
+        )
 
     def __enter__(self) -> "StopRequest":
         if threading.current_thread() is threading.main_thread():  # signal handlers only work there
@@ -216,7 +228,8 @@ def make_accelerator(config: TrainingConfig):
     from accelerate.state import AcceleratorState, GradientState
     from accelerate.utils import ProjectConfiguration
 
-    # accelerate keeps one state per process; forget the last run's so a notebook can call train() again with other settings
+    # accelerate keeps one state per process; forget the last run's so a notebook can call train() again with other
+    # settings
     AcceleratorState._reset_state()
     GradientState._reset_state()
     device = process_state().device
@@ -234,7 +247,9 @@ def make_accelerator(config: TrainingConfig):
         mixed_precision=precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         log_with=log_with,
-        project_config=ProjectConfiguration(project_dir=config.output_dir, logging_dir=str(Path(config.output_dir) / runs.LOGS)),
+        project_config=ProjectConfiguration(
+            project_dir=config.output_dir, logging_dir=str(Path(config.output_dir) / runs.LOGS)
+        ),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
         step_scheduler_with_optimizer=False,  # we step the lr schedule once per optimizer step, on every process
     )
@@ -257,7 +272,8 @@ def ema_weights(ema, unet):
 
 @torch.no_grad()
 def sample_images(unet, noise_scheduler, count: int, num_inference_steps: int, seed: int, autocast=None) -> list:
-    """Sample `count` images with DDPMPipeline from a CPU generator of their own; the global random state is untouched."""
+    """Sample `count` images with DDPMPipeline from a CPU generator of their own; the global random state is
+    untouched."""
     from contextlib import nullcontext
 
     from diffusers import DDPMPipeline, DDPMScheduler
@@ -268,7 +284,7 @@ def sample_images(unet, noise_scheduler, count: int, num_inference_steps: int, s
     was_training = unet.training
     unet.eval()
     try:
-        with torch.random.fork_rng(devices=devices), (autocast or nullcontext()):
+        with torch.random.fork_rng(devices=devices), autocast or nullcontext():
             generator = torch.Generator("cpu").manual_seed(seed)
             return pipeline(batch_size=count, generator=generator, num_inference_steps=num_inference_steps).images
     finally:
@@ -282,14 +298,22 @@ def _save_samples(accelerator, unet, ema, noise_scheduler, config: TrainingConfi
     from course_utils.images import image_grid
 
     with ema_weights(ema, unet):
-        images = sample_images(unet, noise_scheduler, config.eval_batch_size, config.num_inference_steps, config.seed,
-                               accelerator.autocast())
+        images = sample_images(
+            unet,
+            noise_scheduler,
+            config.eval_batch_size,
+            config.num_inference_steps,
+            config.seed,
+            accelerator.autocast(),
+        )
     grid = image_grid(images, rows=max(1, int(len(images) ** 0.5)))  # about square: 8 images in 2 x 4, 16 in 4 x 4
     folder = Path(config.output_dir) / runs.SAMPLES
     folder.mkdir(parents=True, exist_ok=True)
     grid.save(folder / f"step-{step:06d}.png")
     if any(t.name == "tensorboard" for t in accelerator.trackers):
-        accelerator.get_tracker("tensorboard").log_images({"samples": np.asarray(grid)[None]}, step=step, dataformats="NHWC")
+        accelerator.get_tracker("tensorboard").log_images(
+            {"samples": np.asarray(grid)[None]}, step=step, dataformats="NHWC"
+        )
 
 
 def _save_checkpoint(accelerator, config: TrainingConfig, step: int) -> Path:
@@ -310,9 +334,7 @@ def _save_checkpoint(accelerator, config: TrainingConfig, step: int) -> Path:
     return folder
 
 
-def stop_if_not_finite(
-    losses: list[tuple[int, float]], config: TrainingConfig, mixed_precision: str
-) -> None:
+def stop_if_not_finite(losses: list[tuple[int, float]], config: TrainingConfig, mixed_precision: str) -> None:
     """Stop the run (nothing more is saved) at the first NaN or infinite loss, naming the likely
     causes."""
     bad = next(((step, value) for step, value in losses if not math.isfinite(value)), None)
@@ -336,7 +358,6 @@ def _progress_bar(total: int, initial: int, disable: bool):
     """tqdm: a widget in Jupyter when ipywidgets is installed, text otherwise (never a warning about it)."""
     try:
         import ipywidgets  # noqa: F401
-
         from tqdm.auto import tqdm
     except ImportError:
         from tqdm.std import tqdm
@@ -377,10 +398,15 @@ def _push_to_hub(config: TrainingConfig) -> str:
     """Upload the saved model (not the checkpoints or logs) to a model repo; return its id."""
     from huggingface_hub import create_repo, upload_folder
 
-    repo_id = create_repo(config.hub_model_id or Path(config.output_dir).name, private=config.hub_private_repo,
-                          exist_ok=True).repo_id
-    upload_folder(repo_id=repo_id, folder_path=config.output_dir, commit_message="Train a DDPM (course lesson 05)",
-                  ignore_patterns=[f"{runs.CHECKPOINTS}/*", f"{runs.LOGS}/*"])
+    repo_id = create_repo(
+        config.hub_model_id or Path(config.output_dir).name, private=config.hub_private_repo, exist_ok=True
+    ).repo_id
+    upload_folder(
+        repo_id=repo_id,
+        folder_path=config.output_dir,
+        commit_message="Train a DDPM (course lesson 05)",
+        ignore_patterns=[f"{runs.CHECKPOINTS}/*", f"{runs.LOGS}/*"],
+    )
     return repo_id
 
 
@@ -394,8 +420,10 @@ def prepare_model(config: TrainingConfig, model, say=print):
     set_seed(config.seed)  # the initial weights of a model built here
     model = make_unet(config) if model is None else model
     if any(p.dtype != torch.float32 for p in model.parameters() if p.requires_grad):
-        say("The model's trainable weights were not fp32: cast to fp32 (mixed precision computes in 16 bits, "
-            "but the optimizer must update fp32 weights).")
+        say(
+            "The model's trainable weights were not fp32: cast to fp32 (mixed precision computes in 16 bits, "
+            "but the optimizer must update fp32 weights)."
+        )
         cast_training_params(model, torch.float32)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)  # convolutions then also produce channels_last activations
@@ -413,8 +441,7 @@ def make_optimizer(model, config: TrainingConfig, device_type: str) -> torch.opt
     from their weights, which the fused CPU kernel mis-updates without an error (a CUDA one refuses them)."""
     fused = device_type == "cuda" or (device_type == "cpu" and not config.torch_compile)
     fast = {"fused": True} if fused else {"foreach": True}
-    return torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.adam_weight_decay,
-                             **fast)
+    return torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.adam_weight_decay, **fast)
 
 
 def make_ema(unet, config: TrainingConfig, accelerator):
@@ -423,8 +450,14 @@ def make_ema(unet, config: TrainingConfig, accelerator):
 
     if not config.use_ema:
         return None
-    ema = EMAModel(unet.parameters(), decay=config.ema_max_decay, use_ema_warmup=True, foreach=True,
-                   inv_gamma=config.ema_inv_gamma, power=config.ema_power)
+    ema = EMAModel(
+        unet.parameters(),
+        decay=config.ema_max_decay,
+        use_ema_warmup=True,
+        foreach=True,
+        inv_gamma=config.ema_inv_gamma,
+        power=config.ema_power,
+    )
     accelerator.register_for_checkpointing(ema)
     return ema
 
@@ -480,8 +513,9 @@ class StepPlan:
     end: bool  # the last step, or a pause (stop_at_step or Ctrl-C)
 
 
-def plan_step(step: int, config: TrainingConfig, total_steps: int, stop_at_step: int | None,
-              interrupted: bool) -> StepPlan:
+def plan_step(
+    step: int, config: TrainingConfig, total_steps: int, stop_at_step: int | None, interrupted: bool
+) -> StepPlan:
     """Samples every save_image_steps, a checkpoint every checkpointing_steps and before any stop, the losses read
     back every logging_steps and before either (a checkpoint saves the loss history)."""
     done = step >= total_steps
@@ -526,8 +560,9 @@ class LossLog:
 
 
 # --------------------------------------------------------------------------------------------------- at the end
-def _save_model(accelerator, config: TrainingConfig, state: TrainState, unet, ema, noise_scheduler,
-                total_steps: int, say) -> Path | None:
+def _save_model(
+    accelerator, config: TrainingConfig, state: TrainState, unet, ema, noise_scheduler, total_steps: int, say
+) -> Path | None:
     """Save the history, and after the last step the (EMA) model as a DDPMPipeline folder; push it if asked."""
     model_dir = None
     accelerator.wait_for_everyone()
@@ -545,8 +580,14 @@ def _save_model(accelerator, config: TrainingConfig, state: TrainState, unet, em
 
 
 # ------------------------------------------------------------------------------------------------------- the loop
-def train(config: TrainingConfig, dataset, model=None, noise_scheduler=None, resume: str | Path | None = None,
-          stop_at_step: int | None = None) -> TrainResult:
+def train(
+    config: TrainingConfig,
+    dataset,
+    model=None,
+    noise_scheduler=None,
+    resume: str | Path | None = None,
+    stop_at_step: int | None = None,
+) -> TrainResult:
     """Train a UNet2DModel to predict the noise added to `dataset`'s images ({'images': tensor in [-1, 1]}).
 
     resume='latest' (or a checkpoint folder) continues a run exactly; stop_at_step pauses it like Ctrl-C does."""
@@ -563,9 +604,15 @@ def train(config: TrainingConfig, dataset, model=None, noise_scheduler=None, res
     _check_hub(config)
     checkpoint = _prepare_output_dir(accelerator, config, resume)
 
-    dataloader = accelerator.prepare(make_dataloader(dataset, config.train_batch_size, seed=config.seed,
-                                                     num_workers=config.dataloader_num_workers,
-                                                     collate_fn=collate_images))
+    dataloader = accelerator.prepare(
+        make_dataloader(
+            dataset,
+            config.train_batch_size,
+            seed=config.seed,
+            num_workers=config.dataloader_num_workers,
+            collate_fn=collate_images,
+        )
+    )
     total_steps = config.total_steps(len(dataloader))
     _check_stop_at(stop_at_step, total_steps)
     optimizer = make_optimizer(model, config, accelerator.device.type)
@@ -580,8 +627,10 @@ def train(config: TrainingConfig, dataset, model=None, noise_scheduler=None, res
     if accelerator.is_main_process:
         accelerator.init_trackers("ddpm", config=_tracker_config(config))
     images_per_step = config.train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps
-    say(f"{total_steps} steps ({config.steps_per_epoch(len(dataloader))} per epoch over {len(dataset)} images), "
-        f"{images_per_step} images per step, on {accelerator.num_processes} x {accelerator.device.type}")
+    say(
+        f"{total_steps} steps ({config.steps_per_epoch(len(dataloader))} per epoch over {len(dataset)} images), "
+        f"{images_per_step} images per step, on {accelerator.num_processes} x {accelerator.device.type}"
+    )
 
     progress = _progress_bar(total_steps, state.step, disable=not accelerator.is_local_main_process)
     log, last_checkpoint, interrupted = LossLog(accelerator, state, progress, config), None, False
@@ -617,8 +666,16 @@ def train(config: TrainingConfig, dataset, model=None, noise_scheduler=None, res
     progress.close()
 
     model_dir = _save_model(accelerator, config, state, unet, ema, noise_scheduler, total_steps, say)
-    result = TrainResult(Path(config.output_dir), state.step, total_steps, state.history, time.perf_counter() - started,
-                         accelerator.mixed_precision, model_dir, last_checkpoint or (checkpoint and Path(checkpoint)))
+    result = TrainResult(
+        Path(config.output_dir),
+        state.step,
+        total_steps,
+        state.history,
+        time.perf_counter() - started,
+        accelerator.mixed_precision,
+        model_dir,
+        last_checkpoint or (checkpoint and Path(checkpoint)),
+    )
     if interrupted:
         raise KeyboardInterrupt(
             f"Training stopped at step {state.step} of {total_steps}; checkpoint saved in {last_checkpoint}. "

@@ -1,6 +1,7 @@
 """The output folder of a training run: its checkpoints (find, prune, pick one to resume), the config it was started
 with, the loss history, and the final model in the layout of google/ddpm-cat-256, so lesson 01's
 `UNet2DModel.from_pretrained(folder)` and `DDPMPipeline.from_pretrained(folder)` both load it."""
+
 from __future__ import annotations
 
 import json
@@ -24,9 +25,22 @@ MODEL_FILES = ("model_index.json", "config.json", "diffusion_pytorch_model.safet
 # would keep the old layout, and torch's fused CPU AdamW silently mis-updates weights whose moments are laid out
 # differently from them.
 RESUMABLE_CHANGES = {
-    "num_epochs", "max_steps", "checkpointing_steps", "checkpoints_total_limit", "save_image_steps", "eval_batch_size",
-    "num_inference_steps", "overwrite_output_dir", "logger", "push_to_hub", "hub_model_id", "hub_private_repo",
-    "dataloader_num_workers", "output_dir", "logging_steps", "torch_compile",
+    "num_epochs",
+    "max_steps",
+    "checkpointing_steps",
+    "checkpoints_total_limit",
+    "save_image_steps",
+    "eval_batch_size",
+    "num_inference_steps",
+    "overwrite_output_dir",
+    "logger",
+    "push_to_hub",
+    "hub_model_id",
+    "hub_private_repo",
+    "dataloader_num_workers",
+    "output_dir",
+    "logging_steps",
+    "torch_compile",
 }
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
@@ -36,8 +50,7 @@ def checkpoints(output_dir: str | Path) -> list[Path]:
     folder = Path(output_dir) / CHECKPOINTS
     if not folder.is_dir():
         return []
-    found = [p for p in folder.iterdir()
-             if p.is_dir() and _CHECKPOINT.match(p.name) and is_complete(p)]
+    found = [p for p in folder.iterdir() if p.is_dir() and _CHECKPOINT.match(p.name) and is_complete(p)]
     return sorted(found, key=checkpoint_step)
 
 
@@ -78,8 +91,7 @@ def incomplete_checkpoints(output_dir: str | Path) -> list[Path]:
     folder = Path(output_dir) / CHECKPOINTS
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir()
-                  if p.is_dir() and _CHECKPOINT.match(p.name) and not is_complete(p))
+    return sorted(p for p in folder.iterdir() if p.is_dir() and _CHECKPOINT.match(p.name) and not is_complete(p))
 
 
 def checkpoint_step(path: str | Path) -> int:
@@ -114,12 +126,16 @@ def find_checkpoint(output_dir: str | Path, resume: str | Path) -> Path:
         skipped = [p for p in incomplete_checkpoints(output_dir) if checkpoint_step(p) > newest]
         if skipped:
             names = ", ".join(p.name for p in skipped)
-            warnings.warn(f"Skipping incomplete checkpoint(s) {names} (the run was stopped while "
-                          "saving them); resuming from the newest complete one.", stacklevel=3)
+            warnings.warn(
+                f"Skipping incomplete checkpoint(s) {names} (the run was stopped while "
+                "saving them); resuming from the newest complete one.",
+                stacklevel=3,
+            )
         if not found:
             raise FileNotFoundError(
                 f"resume='latest', but {Path(output_dir) / CHECKPOINTS} holds no checkpoint yet. Start the run without "
-                "resume= (a checkpoint is written every checkpointing_steps and when you stop a run), or check output_dir."
+                "resume= (a checkpoint is written every checkpointing_steps and when you stop a run), or check "
+                "output_dir."
             )
         return found[-1]
     folder = Path(resume)
@@ -191,7 +207,8 @@ def load_history(output_dir: str | Path) -> list[dict]:
 
 
 def save_ddpm(unet, scheduler, folder: str | Path) -> Path:
-    """Save a DDPMPipeline's parts flat, like google/ddpm-cat-256: config.json and weights at the top, plus model_index.json."""
+    """Save a DDPMPipeline's parts flat, like google/ddpm-cat-256: config.json and weights at the top, plus
+    model_index.json."""
     from diffusers import DDPMPipeline
 
     folder = Path(folder)
