@@ -1,6 +1,7 @@
-"""course_utils.lora and scripts/train_lora.py: the folder reader, the checks that turn bad input into clear
-errors, the trainable-parameter count, the save/load/fuse/unfuse round trip on the real pipeline, and the trainer's
-exact resume."""
+"""course_utils.lora and scripts/train_lora.py: the folder reader, the checks that turn bad input
+into clear errors, the trainable-parameter count, the save/load/fuse/unfuse round trip on the real
+pipeline, and the trainer's exact resume."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -31,7 +32,9 @@ def one_thread():
 def emoji_unet(emoji_sd_folder):
     from diffusers import UNet2DConditionModel
 
-    return UNet2DConditionModel.from_pretrained(emoji_sd_folder, subfolder="unet", dtype=torch.float32)
+    return UNet2DConditionModel.from_pretrained(
+        emoji_sd_folder, subfolder="unet", dtype=torch.float32
+    )
 
 
 def config(**changes):
@@ -40,7 +43,7 @@ def config(**changes):
     return LoraConfig(**{"r": 4, "lora_alpha": 4, "target_modules": TARGETS, **changes})
 
 
-# ------------------------------------------------------------------------------------------- the folder
+# --------------------------------------------------------------------------------------- the folder
 def write_images(folder: Path, count: int, size: int = 20) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     names = []
@@ -79,21 +82,27 @@ def test_folder_with_no_images_says_what_to_put_there(tmp_path):
 
 def test_the_shipped_concepts(tmp_path):
     for style in ("inverted", "monochrome"):
-        images, captions = lora.load_image_folder(ROOT / "data" / "lora-concepts" / style / "train", 64)
+        images, captions = lora.load_image_folder(
+            ROOT / "data" / "lora-concepts" / style / "train", 64
+        )
         assert len(images) == 24 and all(c.endswith(f" in {style} style") for c in captions)
 
 
-# ------------------------------------------------------------------------------------------- the checks
+# --------------------------------------------------------------------------------------- the checks
 def test_rank_zero_is_refused_with_a_reason(emoji_sd_folder):
     unet = emoji_unet(emoji_sd_folder)
     for rank in (0, -2):
-        with pytest.raises(ValueError, match=rf"r={rank}\): the rank must be a whole number of at least 1"):
+        with pytest.raises(
+            ValueError, match=rf"r={rank}\): the rank must be a whole number of at least 1"
+        ):
             lora.check_lora_config(unet, config(r=rank))
 
 
 def test_an_unknown_target_module_lists_the_real_ones(emoji_sd_folder):
     unet = emoji_unet(emoji_sd_folder)
-    with pytest.raises(ValueError, match=r"\['to_z'\] are not layers.*'to_k'.*'to_out.0'.*'to_q'.*'to_v'"):
+    with pytest.raises(
+        ValueError, match=r"\['to_z'\] are not layers.*'to_k'.*'to_out.0'.*'to_q'.*'to_v'"
+    ):
         lora.check_lora_config(unet, config(target_modules=["to_q", "to_z"]))
     lora.check_lora_config(unet, config())  # the real names pass
     assert {"to_q", "to_k", "to_v", "to_out.0"} <= set(lora.lora_target_names(unet))
@@ -135,8 +144,11 @@ def test_a_lora_for_another_architecture_is_refused_clearly(emoji_sd_folder, tmp
     other = save_random_lora(UNet2DConditionModel(**SD_UNET["tiny"]), tmp_path / "tiny")
     mine = save_random_lora(emoji_unet(emoji_sd_folder), tmp_path / "emoji")
     unet = emoji_unet(emoji_sd_folder)
-    with pytest.raises(ValueError, match=r"does not fit this UNet: \d+ of its LoRA layers.*another "
-                                         r"architecture"):
+    with pytest.raises(
+        ValueError,
+        match=r"does not fit this UNet: \d+ of its LoRA layers.*another "
+        r"architecture",
+    ):
         lora.check_lora_file(unet, other)
     lora.check_lora_file(unet, mine)  # the right one passes
     with pytest.raises(FileNotFoundError, match="No LoRA file"):
@@ -144,12 +156,14 @@ def test_a_lora_for_another_architecture_is_refused_clearly(emoji_sd_folder, tmp
     assert 100 < lora.file_size_kb(mine) < 200  # 35,840 fp32 weights
 
 
-# ------------------------------------------------------------------------------- save, load, fuse, unfuse
+# ------------------------------------------------------------------------- save, load, fuse, unfuse
 @pytest.fixture(scope="module")
 def pipe(emoji_sd_folder):
     from diffusers import StableDiffusionPipeline, UniPCMultistepScheduler
 
-    pipe = StableDiffusionPipeline.from_pretrained(emoji_sd_folder, dtype=torch.float32, safety_checker=None)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        emoji_sd_folder, dtype=torch.float32, safety_checker=None
+    )
     pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -168,10 +182,14 @@ def test_save_load_fuse_unfuse_round_trip(pipe, emoji_sd_folder, tmp_path):
         fused = lora.generate(pipe, prompts, **kwargs)
         pipe.unfuse_lora(components=["unet"])
         unfused = lora.generate(pipe, prompts, **kwargs)
-        assert (fused - with_lora).abs().max() < 0.02  # merged weights: the same picture, up to rounding
+        assert (
+            fused - with_lora
+        ).abs().max() < 0.02  # merged weights: the same picture, up to rounding
         assert (unfused - with_lora).abs().max() < 1e-3  # unfused: back to the adapter's picture
         pipe.set_adapters(["test"], adapter_weights=[0.0])
-        assert (lora.generate(pipe, prompts, **kwargs) - base).abs().max() < 1e-5  # weight 0: no LoRA
+        assert (
+            lora.generate(pipe, prompts, **kwargs) - base
+        ).abs().max() < 1e-5  # weight 0: no LoRA
         pipe.disable_lora()  # the LoRA layers skipped: the original picture, up to float rounding
         assert (lora.generate(pipe, prompts, **kwargs) - base).abs().max() < 1e-5
     finally:
@@ -180,7 +198,7 @@ def test_save_load_fuse_unfuse_round_trip(pipe, emoji_sd_folder, tmp_path):
     assert (unloaded - base).abs().max() < 1e-5  # the model is the original again
 
 
-# ------------------------------------------------------------------------------------------- the trainer
+# -------------------------------------------------------------------------------------- the trainer
 def load_script():
     spec = importlib.util.spec_from_file_location("train_lora", ROOT / "scripts" / "train_lora.py")
     module = importlib.util.module_from_spec(spec)
@@ -189,9 +207,25 @@ def load_script():
 
 
 def script_args(out: Path, *extra: str) -> list[str]:
-    return ["--data_dir", str(CONCEPT / "train"), "--output_dir", str(out), "--resolution", "64",
-            "--max_train_steps", "6", "--train_batch_size", "4", "--checkpointing_steps", "2",
-            "--prior_dir", str(CONCEPT / "heldout"), "--prior_batch_size", "2", *extra]
+    return [
+        "--data_dir",
+        str(CONCEPT / "train"),
+        "--output_dir",
+        str(out),
+        "--resolution",
+        "64",
+        "--max_train_steps",
+        "6",
+        "--train_batch_size",
+        "4",
+        "--checkpointing_steps",
+        "2",
+        "--prior_dir",
+        str(CONCEPT / "heldout"),
+        "--prior_batch_size",
+        "2",
+        *extra,
+    ]
 
 
 def test_the_script_trains_and_resumes_exactly(tmp_path, pipe):
@@ -211,14 +245,20 @@ def test_the_script_trains_and_resumes_exactly(tmp_path, pipe):
 
 
 def test_the_trainer_refuses_bad_input(tmp_path, emoji_sd_folder):
-    base = dict(pretrained=str(emoji_sd_folder), data_dir=str(CONCEPT / "train"),
-                output_dir=str(tmp_path / "out"), resolution=64, max_train_steps=1)
+    base = dict(
+        pretrained=str(emoji_sd_folder),
+        data_dir=str(CONCEPT / "train"),
+        output_dir=str(tmp_path / "out"),
+        resolution=64,
+        max_train_steps=1,
+    )
     with pytest.raises(ValueError, match="rank=0: the LoRA rank must be at least 1"):
         lora.train_lora(lora.LoraTrainingConfig(**base, rank=0), progress=False)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="No images in"):
-        lora.train_lora(lora.LoraTrainingConfig(**{**base, "data_dir": str(tmp_path / "empty")}),
-                        progress=False)
+        lora.train_lora(
+            lora.LoraTrainingConfig(**{**base, "data_dir": str(tmp_path / "empty")}), progress=False
+        )
     with pytest.raises(ValueError, match=r"\['attn'\] are not layers"):
         lora.train_lora(lora.LoraTrainingConfig(**base, target_modules=("attn",)), progress=False)
     with pytest.raises(FileNotFoundError, match="no checkpoint there"):
