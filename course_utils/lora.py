@@ -382,7 +382,9 @@ def _setup_run(config: LoraTrainingConfig, accelerator, dtype: torch.dtype) -> d
     parts = _load_parts(config, dtype)
     data = _prepare_data(config, parts, accelerator.device)
     unet = parts["unet"]
+    torch.manual_seed(config.seed)  # the random start of the A matrices
     add_lora(unet, config)
+    unet.train()
     if config.gradient_checkpointing:
         # recompute activations in the backward pass: less memory, about a third more arithmetic
         unet.enable_gradient_checkpointing()
