@@ -6,12 +6,13 @@ arithmetic), adds a LoRA, runs one training step's forward and backward and coun
 the activations autograd keeps for the backward pass, with and without gradient checkpointing, and
 (2) the floating-point operations. Then:
 
-memory ~ frozen weights (UNet + text encoder, 16-bit) + LoRA weights, gradients and AdamW moments
-(fp32)
+  memory ~ frozen weights (UNet + text encoder, 16-bit)
+           + LoRA weights, gradients and AdamW moments (fp32)
            + kept activations (16-bit) + 1 GB for the CUDA context and the allocator's slack
-time   ~ operations / (the card's dense 16-bit peak x an assumed utilisation)
+  time   ~ operations / (the card's dense 16-bit peak x an assumed utilisation)
 
-    python bench/lora_gpu_estimate.py                 # batch 1, rank 4, RTX 4090 / 3090 figures
+    python bench/lora_gpu_estimate.py      # batch 1, rank 4, RTX 4090 / 3090 figures
+
 These are calculations, not measurements: on a GPU, measure with torch.cuda.max_memory_allocated().
 """
 

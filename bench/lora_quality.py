@@ -7,7 +7,8 @@ the trigger? Does it copy its training pictures (the distance to the nearest one
     python bench/lora_quality.py --lora outputs/lora-inverted      # one you trained
 
 Distances are RMS pixel distances at 16 px in 0-1 units (as bench/emoji_quality.py measures), one
-image per prompt from seeds 0, 1, ..., UniPC 20 steps, guidance 4. """
+image per prompt from seeds 0, 100, ... (--seeds of them), UniPC 20 steps, guidance 4.
+"""
 
 from __future__ import annotations
 

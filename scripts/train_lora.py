@@ -1,26 +1,28 @@
-"""Train a LoRA for a Stable Diffusion 1.x pipeline on a folder of captioned images (lesson 08's
-recipe).
+"""Train a LoRA for a Stable Diffusion 1.x pipeline on a folder of captioned images (lesson 08).
 
 Captions come from the folder's metadata.jsonl (imagefolder layout: file_name, text), else from a
-.txt next to each image, else from --default_caption (DreamBooth style: "a photo of sks dog"). Run
-from the repository root:
+.txt next to each image, else from --default_caption (DreamBooth style: "a photo of sks dog").
+Run from the repository root:
 
-# the course's emoji-sd on the shipped blueprint emoji (a CPU is enough: about 2 minutes) accelerate
-launch --cpu scripts/train_lora.py --data_dir data/lora-blueprint/train \\
-      --output_dir outputs/lora-blueprint --resolution 64 --max_train_steps 600
+  # the course's emoji-sd on the shipped inverted emoji, with prior preservation (a CPU is enough:
+  # data/models/emoji-sd-lora-inverted/README.md gives the time)
+  accelerate launch --cpu scripts/train_lora.py --data_dir data/lora-concepts/inverted/train \\
+      --prior_dir data/emoji/train --prior_batch_size 8 --output_dir outputs/lora-inverted \\
+      --resolution 64 --max_train_steps 800 --train_batch_size 8 --save_fp16
 
-# SD 1.5 on your own pictures (a GPU; bf16 where it has bfloat16, fp16 elsewhere) accelerate launch
-scripts/train_lora.py --pretrained stable-diffusion-v1-5/stable-diffusion-v1-5 \\
-      --data_dir my_dog/ --default_caption "a photo of sks dog" --output_dir outputs/lora-sks-dog \\
-      --resolution 512 --rank 8 --alpha 8 --learning_rate 1e-4 --max_train_steps 800 \\
-      --gradient_checkpointing
+  # SD 1.5 on your own pictures (a GPU: bf16 where it has bfloat16, fp16 elsewhere)
+  accelerate launch scripts/train_lora.py \\
+      --pretrained stable-diffusion-v1-5/stable-diffusion-v1-5 --data_dir my_dog/ \\
+      --default_caption "a photo of sks dog" --output_dir outputs/lora-sks-dog --resolution 512 \\
+      --rank 8 --alpha 8 --learning_rate 1e-4 --max_train_steps 800 --gradient_checkpointing
 
-# continue a stopped run (Ctrl-C saves a checkpoint first) with the same options plus: ... --resume
-latest
+  # continue a stopped run (Ctrl-C saves a checkpoint first): the same options plus
+  #   --resume latest
 
-The LoRA is saved as <output_dir>/pytorch_lora_weights.safetensors:
-`pipe.load_lora_weights(output_dir)` loads it. With several processes (`accelerate launch
---multi_gpu`), each draws its own batch and gradients are averaged. """
+The LoRA is saved as <output_dir>/pytorch_lora_weights.safetensors, which
+`pipe.load_lora_weights(output_dir)` loads. With several processes (`accelerate launch
+--multi_gpu`), each draws its own batch and the gradients are averaged.
+"""
 
 from __future__ import annotations
 

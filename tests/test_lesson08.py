@@ -149,3 +149,13 @@ def test_check_fused_weight(capsys):
     assert "W + scale * (alpha / r) * B @ A" in capsys.readouterr().out
     assert not check_fused_weight(lambda layer, scale: fused(layer, 1.0))  # ignores the scale
     assert "at scale 0.5" in capsys.readouterr().out
+
+
+def test_check_lora_count_on_a_unet_that_already_holds_a_lora(emoji_sd_folder):
+    """In the lesson the pipeline's UNet holds adapters by then: the count must not change."""
+    from diffusers import UNet2DConditionModel
+    from peft import LoraConfig
+
+    unet = UNet2DConditionModel.from_pretrained(emoji_sd_folder, subfolder="unet")
+    unet.add_adapter(LoraConfig(r=2, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    assert check_lora_count(71_680, unet, rank=8)

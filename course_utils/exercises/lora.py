@@ -70,13 +70,15 @@ def check_lora_forward(fn: Callable | None) -> bool:
     return verdict(False, "", f"largest difference {diff:.3g}: {hint}.")
 
 
+def _targeted(unet, targets: list[str]) -> list:
+    """The layers named with one of `targets` (a plain Linear, or peft's LoRA wrapper of one)."""
+    return [m for n, m in unet.named_modules()
+            if hasattr(m, "in_features") and any(n.endswith("." + t) for t in targets)]
+
+
 def expected_lora_count(unet, rank: int, targets: list[str] = TARGETS) -> int:
     """rank * (in + out) summed over the Linear layers whose names end in one of `targets`."""
-    total = 0
-    for name, module in unet.named_modules():
-        if isinstance(module, torch.nn.Linear) and any(name.endswith("." + t) for t in targets):
-            total += rank * (module.in_features + module.out_features)
-    return total
+    return sum(rank * (m.in_features + m.out_features) for m in _targeted(unet, targets))
 
 
 def check_lora_count(answer: int | None, unet, rank: int) -> bool:
@@ -86,11 +88,7 @@ def check_lora_count(answer: int | None, unet, rank: int) -> bool:
     expected = expected_lora_count(unet, rank)
     if answer == expected:
         return verdict(True, f"{answer:,}: r * (in + out) for each of the targeted layers.", "")
-    square = sum(
-        m.in_features * m.out_features
-        for n, m in unet.named_modules()
-        if isinstance(m, torch.nn.Linear) and any(n.endswith("." + t) for t in TARGETS)
-    )
+    square = sum(m.in_features * m.out_features for m in _targeted(unet, TARGETS))
     if answer == square:
         hint = "that is every weight of those layers (in * out each); a LoRA trains r * (in + out)"
     elif answer == 2 * expected or answer * 2 == expected:
