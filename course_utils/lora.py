@@ -201,6 +201,7 @@ class LoraResult:
 
     @property
     def losses(self) -> list[float]:
+        """The loss of each step, in order."""
         return [h["loss"] for h in self.history]
 
 
@@ -423,40 +424,11 @@ def _train_step(config: LoraTrainingConfig, run: dict, accelerator, step: int) -
     return loss.detach()
 
 
-def train_lora(
-    config: LoraTrainingConfig,
-    resume: str | Path | None = None,
-    stop_at_step: int | None = None,
-    progress: bool = True,
-) -> LoraResult:
-    """Train a LoRA on config.data_dir's images; its checkpoints resume exactly."""
-    from diffusers import StableDiffusionPipeline
-    from tqdm.auto import tqdm
-
+def _loop(config: LoraTrainingConfig, run: dict, accelerator, state: dict, last: int, bar) -> None:
+    """Steps until `last` (or Ctrl-C), a checkpoint every checkpointing_steps and at the stop."""
     from .training import StopRequest
 
-    accelerator, dtype, why = _accelerator(config)
-    accelerator.print(f"precision: {why}")
-    output_dir = Path(config.output_dir)
-    run = _setup_run(config, accelerator, dtype)
     unet = accelerator.unwrap_model(run["unet"])
-    state = dict(step=0, history=[], seconds=0.0)
-    if resume is not None:
-        state = _resume(
-            output_dir, resume, unet, run["optimizer"], run["lr_scheduler"], accelerator
-        )
-        accelerator.print(f"resumed at step {state['step']}")
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        config.save(output_dir / "lora_config.json")
-    last = min(config.max_train_steps, stop_at_step or config.max_train_steps)
-    bar = tqdm(
-        total=config.max_train_steps,
-        initial=state["step"],
-        desc="LoRA",
-        mininterval=2,
-        disable=not (progress and accelerator.is_local_main_process),
-    )
     with StopRequest(accelerator.print) as stop:
         while state["step"] < last:
             started = time.perf_counter()
@@ -466,33 +438,61 @@ def train_lora(
             state["history"].append({"step": state["step"], "loss": loss.item()})
             bar.update(1)
             stopped = stop.requested(accelerator) or state["step"] == last
-            if accelerator.is_main_process and (
-                state["step"] % config.checkpointing_steps == 0 or stopped
-            ):
+            due = state["step"] % config.checkpointing_steps == 0 or stopped
+            if accelerator.is_main_process and due:
                 saved = _checkpoint_state(
                     unet, run["optimizer"], run["lr_scheduler"], accelerator, state
                 )
-                _save_checkpoint(output_dir, saved)
+                _save_checkpoint(Path(config.output_dir), saved)
             if stop.flag:
                 break
+
+
+def _save_lora(config: LoraTrainingConfig, unet) -> Path:
+    """save_lora_weights into output_dir (in fp16 with save_fp16); return the file."""
+    from diffusers import StableDiffusionPipeline
+
+    layers = lora_state_dict(unet)
+    if config.save_fp16:
+        layers = {k: v.to(torch.float16) for k, v in layers.items()}
+    StableDiffusionPipeline.save_lora_weights(config.output_dir, unet_lora_layers=layers)
+    return Path(config.output_dir) / LORA_FILE
+
+
+def train_lora(
+    config: LoraTrainingConfig,
+    resume: str | Path | None = None,
+    stop_at_step: int | None = None,
+    progress: bool = True,
+) -> LoraResult:
+    """Train a LoRA on config.data_dir's images; its checkpoints resume exactly."""
+    from tqdm.auto import tqdm
+
+    accelerator, dtype, why = _accelerator(config)
+    accelerator.print(f"precision: {why}")
+    output_dir = Path(config.output_dir)
+    run = _setup_run(config, accelerator, dtype)
+    unet = accelerator.unwrap_model(run["unet"])
+    state = dict(step=0, history=[], seconds=0.0)
+    if resume is not None:
+        optimizer, lr_scheduler = run["optimizer"], run["lr_scheduler"]
+        state = _resume(output_dir, resume, unet, optimizer, lr_scheduler, accelerator)
+        accelerator.print(f"resumed at step {state['step']}")
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        config.save(output_dir / "lora_config.json")
+    last = min(config.max_train_steps, stop_at_step or config.max_train_steps)
+    shown = progress and accelerator.is_local_main_process
+    bar = tqdm(total=config.max_train_steps, initial=state["step"], desc="LoRA", disable=not shown)
+    _loop(config, run, accelerator, state, last, bar)
     bar.close()
     lora_path = None
     if accelerator.is_main_process and state["step"] >= config.max_train_steps:
-        layers = lora_state_dict(unet)
-        if config.save_fp16:
-            layers = {k: v.to(torch.float16) for k, v in layers.items()}
-        StableDiffusionPipeline.save_lora_weights(output_dir, unet_lora_layers=layers)
-        lora_path = output_dir / LORA_FILE
+        lora_path = _save_lora(config, unet)
     accelerator.wait_for_everyone()
-    return LoraResult(
-        output_dir,
-        state["step"],
-        config.max_train_steps,
-        state["history"],
-        state["seconds"],
-        accelerator.mixed_precision,
-        lora_path,
-    )
+    steps = config.max_train_steps
+    return LoraResult(output_dir, state["step"], steps, state["history"], state["seconds"],
+                      accelerator.mixed_precision, lora_path)
 
 
 # ------------------------------------------------------------------------------------- measuring it
