@@ -125,9 +125,10 @@ def text_to_image_loss(unet, text_encoder, scheduler, latents: torch.Tensor, inp
     With snr_gamma, each timestep's loss is weighted by min(SNR, gamma) / SNR (min-SNR weighting), which stops the
     nearly clean timesteps from dominating."""
     # drawn on the generator's device (the CPU), then moved: the same numbers on a CPU and on a GPU
-    noise = torch.randn(latents.shape, generator=generator, device=generator.device).to(latents.device)
-    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator,
-                              device=generator.device).to(latents.device)
+    draw = dict(generator=generator, device=generator.device)
+    noise = torch.randn(latents.shape, **draw).to(latents.device)
+    steps = scheduler.config.num_train_timesteps
+    timesteps = torch.randint(0, steps, (latents.shape[0],), **draw).to(latents.device)
     noisy = scheduler.add_noise(latents, noise, timesteps)
     encoder_hidden_states = text_encoder(input_ids)[0]
     noise_pred = unet(noisy, timesteps, encoder_hidden_states, return_dict=False)[0]
