@@ -137,16 +137,17 @@ def text_to_image_loss(
     """SD's training objective: noise scaled latents at random timesteps and predict the noise from the text.
     With snr_gamma, each timestep's loss is weighted by min(SNR, gamma) / SNR (min-SNR weighting), which stops the
     nearly clean timesteps from dominating."""
-    noise = torch.randn(latents.shape, generator=generator)
-    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (latents.shape[0],), generator=generator)
+    # drawn on the generator's device (the CPU), then moved: the same numbers on a CPU and on a GPU
+    draw = dict(generator=generator, device=generator.device)
+    noise = torch.randn(latents.shape, **draw).to(latents.device)
+    steps = scheduler.config.num_train_timesteps
+    timesteps = torch.randint(0, steps, (latents.shape[0],), **draw).to(latents.device)
     noisy = scheduler.add_noise(latents, noise, timesteps)
     encoder_hidden_states = text_encoder(input_ids)[0]
     noise_pred = unet(noisy, timesteps, encoder_hidden_states, return_dict=False)[0]
     if snr_gamma is None:
         return F.mse_loss(noise_pred, noise)
-    alphas_cumprod = scheduler.alphas_cumprod[timesteps]
-    snr = alphas_cumprod / (1 - alphas_cumprod)
-    weight = torch.clamp(snr, max=snr_gamma) / snr
+    weight = min_snr_weight(scheduler, timesteps, snr_gamma)
     per_image = F.mse_loss(noise_pred, noise, reduction="none").mean(dim=(1, 2, 3))
     return (weight * per_image).mean()
 

@@ -1,0 +1,100 @@
+"""Before and after a LoRA, measured: does emoji-sd draw the held-out emoji "in inverted style"
+nearer to their inverted targets with the LoRA than without? Does it still draw plain emoji without
+the trigger? Does it copy its training pictures (the distance to the nearest one)?
+
+    python bench/lora_quality.py                                   # the shipped inverted LoRA
+    python bench/lora_quality.py --concept monochrome              # the shipped monochrome LoRA
+    python bench/lora_quality.py --lora outputs/lora-inverted      # one you trained
+
+Distances are RMS pixel distances at 16 px in 0-1 units (as bench/emoji_quality.py measures), one
+image per prompt from seeds 0, 100, ... (--seeds of them), UniPC 20 steps, guidance 4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from course_utils import lora  # noqa: E402
+from course_utils.emoji_models import models_dir  # noqa: E402
+from course_utils.text_to_image import load_emoji_tensors  # noqa: E402
+
+CONCEPTS = ROOT / "data" / "lora-concepts"
+
+
+def plain_emoji(names: list[str]) -> torch.Tensor:
+    """The shipped emoji of these names, in [0, 1] (N, 3, 64, 64)."""
+    images, captions = load_emoji_tensors()
+    return (images[[captions.index(name) for name in names]] + 1) / 2
+
+
+def measure(pipe, folder: Path, seeds: int, guidance: float, style: str) -> dict:
+    """Mean distances over `seeds` seeds: inverted prompts to their inverted targets, plain prompts
+    to the plain emoji, and inverted prompts to the nearest training image (seed 0)."""
+    targets, prompts = lora.load_image_folder(folder, 64)
+    targets = (targets + 1) / 2
+    plain = [p.replace(f" in {style} style", "") for p in prompts]
+    originals = plain_emoji(plain)
+    to_target, to_plain = [], []
+    for s in range(seeds):
+        to_target.append(
+            lora.distance_to_targets(
+                lora.generate(pipe, prompts, seed=100 * s, guidance_scale=guidance), targets
+            )
+        )
+        to_plain.append(
+            lora.distance_to_targets(
+                lora.generate(pipe, plain, seed=100 * s, guidance_scale=guidance), originals
+            )
+        )
+    train_targets, _ = lora.load_image_folder(folder.parent / "train", 64)
+    images = lora.generate(pipe, prompts, seed=0, guidance_scale=guidance)
+    nearest, _ = lora.nearest_in(images, (train_targets + 1) / 2)
+    return {
+        "styled prompts -> targets": torch.stack(to_target).mean().item(),
+        "plain prompts -> plain emoji": torch.stack(to_plain).mean().item(),
+        "styled prompts -> nearest training image": nearest.mean().item(),
+    }
+
+
+def main() -> None:
+    """Print the distances without and with the LoRA, for the held-out and the training emoji."""
+    from diffusers import StableDiffusionPipeline, UniPCMultistepScheduler
+
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--concept", default="inverted", choices=("inverted", "monochrome"))
+    parser.add_argument("--lora", default=None, help="default: the shipped emoji-sd-lora-<concept>")
+    parser.add_argument("--seeds", type=int, default=4)
+    parser.add_argument("--guidance", type=float, default=4.0)
+    parser.add_argument("--scale", type=float, default=1.0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        models_dir() / "emoji-sd", dtype=torch.float32, safety_checker=None
+    )
+    pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
+    pipe.set_progress_bar_config(disable=True)
+    for label in ("without LoRA", "with LoRA"):
+        if label == "with LoRA":
+            pipe.load_lora_weights(args.lora or models_dir() / f"emoji-sd-lora-{args.concept}")
+            pipe.set_adapters(["default_0"], adapter_weights=[args.scale])
+        for split in ("heldout", "train"):
+            started = time.perf_counter()
+            rows = measure(
+                pipe, CONCEPTS / args.concept / split, args.seeds, args.guidance, args.concept
+            )
+            text = "; ".join(f"{k} {v:.3f}" for k, v in rows.items())
+            print(f"{label:<12} {split:<7}: {text}  [{time.perf_counter() - started:.0f} s]")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,538 @@
+"""Plumbing for lesson 08's LoRA fine-tuning: a folder of captioned images as tensors, checks that
+turn peft's and diffusers' deep errors into ones a learner can act on, and the resumable trainer
+that scripts/train_lora.py runs. The LoRA itself (LoraConfig, add_adapter, the loss, save/load/fuse)
+is written out in the notebook."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+LORA_FILE = (
+    "pytorch_lora_weights.safetensors"  # the name save_lora_weights writes and loads by default
+)
+
+
+# ----------------------------------------------------------------------------------------- the data
+def _captions_of(folder: Path, files: list[Path], default: str | None) -> list[str]:
+    """Captions from metadata.jsonl (file_name, text), else a .txt per image, else `default`."""
+    metadata = folder / "metadata.jsonl"
+    if metadata.is_file():
+        rows = [json.loads(line) for line in metadata.read_text().splitlines() if line.strip()]
+        by_file = {row["file_name"]: row["text"] for row in rows}
+        return [by_file.get(f.name, default or "") for f in files]
+    captions = []
+    for f in files:
+        text_file = f.with_suffix(".txt")
+        captions.append(text_file.read_text().strip() if text_file.is_file() else default or "")
+    return captions
+
+
+def load_image_folder(
+    folder: str | Path,
+    size: int,
+    default_caption: str | None = None,
+) -> tuple[torch.Tensor, list[str]]:
+    """A folder's images, centre-cropped, as a tensor in [-1, 1] (N, 3, size, size); captions."""
+    from PIL import Image, ImageOps
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"Image folder {folder} does not exist: pass a folder of images "
+            f"({', '.join(IMAGE_SUFFIXES)}), with captions in metadata.jsonl or .txt files."
+        )
+    files = sorted(f for f in folder.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(
+            f"No images in {folder}: expected files ending in {', '.join(IMAGE_SUFFIXES)}. "
+            "Put 10-30 pictures of your concept there (subfolders are not read)."
+        )
+    captions = _captions_of(folder, files, default_caption)
+    if not all(captions):
+        missing = [f.name for f, c in zip(files, captions) if not c][:5]
+        raise ValueError(
+            f"No caption for {missing} in {folder}: add a metadata.jsonl line, a .txt file "
+            "of the same name, or pass default_caption (e.g. 'a photo of sks dog')."
+        )
+    pixels = [ImageOps.fit(Image.open(f).convert("RGB"), (size, size)) for f in files]
+    images = torch.stack(
+        [torch.frombuffer(bytearray(p.tobytes()), dtype=torch.uint8) for p in pixels]
+    )
+    images = images.view(len(files), size, size, 3).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return images, captions
+
+
+# --------------------------------------------------------------------------------------- the checks
+def lora_target_names(model: torch.nn.Module) -> list[str]:
+    """The short names ('to_q', 'to_out.0', ...) of the Linear layers of the model's attentions."""
+    from diffusers.models.attention_processor import Attention
+
+    names = set()
+    for attention in (m for m in model.modules() if isinstance(m, Attention)):
+        for name, module in attention.named_modules():
+            if isinstance(module, torch.nn.Linear) and "lora_" not in name:
+                names.add(name.replace(".base_layer", ""))
+    return sorted(names)
+
+
+def check_lora_config(model: torch.nn.Module, config) -> None:
+    """Raise a clear error for a rank below 1 or a target module the model does not have."""
+    if not isinstance(config.r, int) or config.r < 1:
+        raise ValueError(
+            f"LoraConfig(r={config.r!r}): the rank must be a whole number of at least 1 "
+            "(4-16 is usual; the update B @ A has this many independent directions)."
+        )
+    targets = config.target_modules
+    targets = [targets] if isinstance(targets, str) else list(targets or [])
+    names = {name for name, _ in model.named_modules()}
+    unknown = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if unknown:
+        raise ValueError(
+            f"target_modules {unknown} are not layers of this {type(model).__name__}. "
+            f"Its attention layers are named: {lora_target_names(model)}."
+        )
+
+
+def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, sum(p.numel() for p in model.parameters())
+
+
+def _module_weights(model: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    """The shape of each Linear/Conv weight, by module name without peft's 'base_layer'."""
+    return {
+        name.replace(".base_layer", ""): tuple(m.weight.shape)
+        for name, m in model.named_modules()
+        if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))
+    }
+
+
+def check_lora_file(unet: torch.nn.Module, path: str | Path) -> None:
+    """Raise a clear error when a LoRA file was trained for another UNet (other layers, widths)."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    path = path / LORA_FILE if path.is_dir() else path
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"No LoRA file at {path}: pass the folder save_lora_weights wrote, or its {LORA_FILE}."
+        )
+    shapes, wrong = _module_weights(unet), []
+    with safe_open(str(path), framework="pt") as f:
+        for key in f.keys():
+            down = ".lora.down." in key or ".lora_A." in key  # A: (rank, in); B ("up"): (out, rank)
+            if not key.startswith("unet.") or not (down or ".lora.up." in key or ".lora_B." in key):
+                continue
+            module = key[len("unet.") :].split(".lora.")[0].split(".lora_")[0]
+            shape = tuple(f.get_slice(key).get_shape())
+            base = shapes.get(module)
+            fits = base is not None and (shape[1] == base[1] if down else shape[0] == base[0])
+            if not fits:
+                wrong.append((module, shape, base))
+    if wrong:
+        module, shape, base = wrong[0]
+        raise ValueError(
+            f"{path.name} does not fit this UNet: {len(wrong)} of its LoRA layers do not match, "
+            f"e.g. {module} (LoRA {shape}, layer here: {base or 'none of that name'}). It was "
+            "trained for another architecture (SD 1.x, SDXL and the course's emoji-sd all "
+            "differ): load it into the pipeline it was trained for."
+        )
+
+
+def file_size_kb(path: str | Path) -> float:
+    """The size of a file (or of the LoRA file in a folder) in kB."""
+    path = Path(path)
+    return (path / LORA_FILE if path.is_dir() else path).stat().st_size / 1e3
+
+
+# -------------------------------------------------------------------------------------- the trainer
+@dataclass
+class LoraTrainingConfig:
+    """What scripts/train_lora.py trains: the data, the LoRA, the optimizer and where to save."""
+
+    pretrained: str
+    data_dir: str
+    output_dir: str
+    resolution: int = 512
+    rank: int = 4
+    alpha: float = 4.0
+    target_modules: tuple = ("to_q", "to_k", "to_v", "to_out.0")
+    max_train_steps: int = 500
+    train_batch_size: int = 4
+    learning_rate: float = 1e-3
+    lr_warmup_steps: int = 20
+    caption_dropout: float = 0.1
+    snr_gamma: float | None = 5.0
+    max_grad_norm: float = 1.0
+    mixed_precision: str = "auto"  # "auto": bf16 where supported, fp16 on other GPUs, fp32 on a CPU
+    gradient_checkpointing: bool = False
+    checkpointing_steps: int = 100
+    seed: int = 0
+    default_caption: str | None = None
+    prior_dir: str | None = (
+        None  # prior preservation: pictures of what the model should keep drawing
+    )
+    prior_batch_size: int = 4  # prior images added to each batch (with prior_dir)
+    save_fp16: bool = False  # store the LoRA in fp16: half the file, the same pictures
+
+    def save(self, path: Path) -> None:
+        """Write the config as JSON (a resumed run checks it)."""
+        path.write_text(json.dumps(asdict(self), indent=2, default=list))
+
+
+@dataclass
+class LoraResult:
+    """What train_lora did: where the LoRA is, how far the run got, its losses and its time."""
+
+    output_dir: Path
+    step: int
+    total_steps: int
+    history: list
+    seconds: float
+    mixed_precision: str
+    lora_path: Path | None  # the saved LoRA file (None if the run was stopped before the end)
+
+    @property
+    def losses(self) -> list[float]:
+        """The loss of each step, in order."""
+        return [h["loss"] for h in self.history]
+
+
+def _load_parts(config: LoraTrainingConfig, dtype: torch.dtype) -> dict:
+    """The pipeline's frozen parts in `dtype`, and a DDPMScheduler with its noise schedule."""
+    from diffusers import DDPMScheduler, StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline.from_pretrained(
+        config.pretrained, dtype=dtype, safety_checker=None
+    )
+    for part in (pipe.vae, pipe.text_encoder, pipe.unet):
+        part.requires_grad_(False)
+    noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    return dict(
+        vae=pipe.vae,
+        text_encoder=pipe.text_encoder,
+        tokenizer=pipe.tokenizer,
+        unet=pipe.unet,
+        noise_scheduler=noise_scheduler,
+    )
+
+
+def _encode_folder(
+    folder: str, config: LoraTrainingConfig, parts: dict, device, caption=None
+) -> dict:
+    """A folder's latent distributions (encoded once: the VAE is frozen) and caption token ids."""
+    from .text_to_image import encode_all, tokenize
+
+    images, captions = load_image_folder(folder, config.resolution, caption)
+    vae = parts["vae"]
+    means, stds = encode_all(vae, images.to(device, vae.dtype), batch_size=8)
+    return dict(
+        means=means.float().cpu(),
+        stds=stds.float().cpu(),
+        count=len(images),
+        input_ids=tokenize(parts["tokenizer"], captions),
+    )
+
+
+@torch.no_grad()
+def _prepare_data(config: LoraTrainingConfig, parts: dict, device: torch.device) -> dict:
+    """Encode the concept's (and the prior's) pictures and tokenize their captions."""
+    from .text_to_image import tokenize
+
+    parts["vae"].to(device)
+    data = dict(
+        concept=_encode_folder(config.data_dir, config, parts, device, config.default_caption),
+        scaling_factor=parts["vae"].config.scaling_factor,
+        empty_ids=tokenize(parts["tokenizer"], [""]),
+    )
+    if config.prior_dir:
+        data["prior"] = _encode_folder(config.prior_dir, config, parts, device)
+    parts["vae"].to("cpu")  # not needed any more: its memory goes to training
+    return data
+
+
+def _draw(part: dict, count: int, generator: torch.Generator) -> tuple:
+    """`count` pictures of one folder: latents sampled from their distributions, and caption ids."""
+    idx = torch.randint(0, part["count"], (count,), generator=generator)
+    mean, std = part["means"][idx], part["stds"][idx]
+    return mean + std * torch.randn(mean.shape, generator=generator), part["input_ids"][idx]
+
+
+def _batch(config: LoraTrainingConfig, data: dict, generator: torch.Generator) -> tuple:
+    """One step's scaled latents and caption ids (some dropped): the concept's, then the prior's."""
+    from .text_to_image import drop_captions
+
+    latents, ids = _draw(data["concept"], config.train_batch_size, generator)
+    if "prior" in data:
+        prior_latents, prior_ids = _draw(data["prior"], config.prior_batch_size, generator)
+        latents, ids = torch.cat([latents, prior_latents]), torch.cat([ids, prior_ids])
+    ids = drop_captions(ids, data["empty_ids"], config.caption_dropout, generator)
+    return latents * data["scaling_factor"], ids
+
+
+def add_lora(unet, config: LoraTrainingConfig) -> None:
+    """Freeze the UNet, add a LoRA adapter (Gaussian-initialised A, zero B), its weights in fp32."""
+    from diffusers.training_utils import cast_training_params
+    from peft import LoraConfig
+
+    lora_config = LoraConfig(
+        r=config.rank,
+        lora_alpha=config.alpha,
+        init_lora_weights="gaussian",
+        target_modules=list(config.target_modules),
+    )
+    check_lora_config(unet, lora_config)
+    unet.requires_grad_(False)
+    unet.add_adapter(lora_config)
+    cast_training_params(unet, dtype=torch.float32)  # the optimizer updates fp32 weights
+
+
+def lora_state_dict(unet) -> dict:
+    """The UNet's LoRA weights under diffusers' names, for save_lora_weights(unet_lora_layers=)."""
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft.utils import get_peft_model_state_dict
+
+    return convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+
+
+def _accelerator(config: LoraTrainingConfig):
+    """An Accelerator with the precision this device supports, and that precision's weight dtype."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+
+    from .training import process_state
+    from .training_config import choose_mixed_precision
+
+    AcceleratorState._reset_state()  # a notebook may train twice with other settings
+    GradientState._reset_state()
+    device = process_state().device
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    precision, why = choose_mixed_precision(config.mixed_precision, device.type, bf16)
+    accelerator = Accelerator(mixed_precision=precision)
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
+    if device.type != "cuda":
+        dtype = torch.float32  # frozen weights stay fp32 off a GPU
+    return accelerator, dtype, why
+
+
+def _checkpoint_state(unet, optimizer, lr_scheduler, accelerator, state: dict) -> dict:
+    """What an exact resume needs: the LoRA weights, the optimizer, the schedule, the counters."""
+    from peft.utils import get_peft_model_state_dict
+
+    saved = dict(
+        state,
+        lora=get_peft_model_state_dict(unet),
+        optimizer=optimizer.state_dict(),
+        lr_scheduler=lr_scheduler.state_dict(),
+    )
+    if accelerator.scaler is not None:
+        saved["scaler"] = accelerator.scaler.state_dict()
+    return saved
+
+
+def _save_checkpoint(output_dir: Path, saved: dict, keep: int = 2) -> Path:
+    """Write checkpoints/checkpoint-<step>/state.pt (atomically) and keep the newest `keep`."""
+    from . import training_runs as runs
+
+    folder = runs.checkpoint_folder(output_dir, saved["step"])
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(saved, folder / "state.tmp")
+    (folder / "state.tmp").replace(folder / "state.pt")
+    runs.prune_checkpoints(output_dir, keep)
+    return folder
+
+
+def _resume(
+    output_dir: Path, resume: str | Path, unet, optimizer, lr_scheduler, accelerator
+) -> dict:
+    """Load a checkpoint ('latest' or a folder) into the run; return its counters."""
+    from peft import set_peft_model_state_dict
+
+    from . import training_runs as runs
+
+    found = runs.checkpoints(output_dir)
+    folder = (found[-1] if found else None) if str(resume) == "latest" else Path(resume)
+    if folder is None or not (folder / "state.pt").is_file():
+        listing = ", ".join(p.name for p in found) or "none"
+        raise FileNotFoundError(
+            f"resume={str(resume)!r}: no checkpoint there. Checkpoints in "
+            f"{output_dir}: {listing}. Start without --resume, or pass one of those."
+        )
+    saved = torch.load(folder / "state.pt", weights_only=False, map_location="cpu")
+    set_peft_model_state_dict(unet, saved["lora"])
+    optimizer.load_state_dict(saved["optimizer"])
+    lr_scheduler.load_state_dict(saved["lr_scheduler"])
+    if "scaler" in saved and accelerator.scaler is not None:
+        accelerator.scaler.load_state_dict(saved["scaler"])
+    return {k: saved[k] for k in ("step", "history", "seconds")}
+
+
+def _setup_run(config: LoraTrainingConfig, accelerator, dtype: torch.dtype) -> dict:
+    """Load the frozen parts, encode the data, add the LoRA, build the optimizer and schedule."""
+    from diffusers.optimization import get_constant_schedule_with_warmup
+
+    if config.rank < 1:
+        raise ValueError(f"rank={config.rank}: the LoRA rank must be at least 1 (4-16 is usual).")
+    parts = _load_parts(config, dtype)
+    data = _prepare_data(config, parts, accelerator.device)
+    unet = parts["unet"]
+    torch.manual_seed(config.seed)  # the random start of the A matrices
+    add_lora(unet, config)
+    unet.train()
+    if config.gradient_checkpointing:
+        # recompute activations in the backward pass: less memory, about a third more arithmetic
+        unet.enable_gradient_checkpointing()
+    params = [p for p in unet.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=0.0)
+    lr_scheduler = get_constant_schedule_with_warmup(optimizer, config.lr_warmup_steps)
+    unet, optimizer = accelerator.prepare(unet, optimizer)
+    parts["text_encoder"].to(accelerator.device)
+    return dict(
+        parts, data=data, unet=unet, params=params, optimizer=optimizer, lr_scheduler=lr_scheduler
+    )
+
+
+def _train_step(config: LoraTrainingConfig, run: dict, accelerator, step: int) -> torch.Tensor:
+    """One optimizer step on a batch drawn from a generator seeded by (seed, step, process)."""
+    from .text_to_image import text_to_image_loss
+    from .training import step_generator
+
+    generator = step_generator(config.seed, step, accelerator.process_index)
+    latents, ids = _batch(config, run["data"], generator)
+    with accelerator.autocast():
+        loss = text_to_image_loss(
+            run["unet"],
+            run["text_encoder"],
+            run["noise_scheduler"],
+            latents.to(accelerator.device),
+            ids.to(accelerator.device),
+            generator,
+            snr_gamma=config.snr_gamma,
+        )
+    accelerator.backward(loss)
+    accelerator.clip_grad_norm_(run["params"], config.max_grad_norm)
+    run["optimizer"].step()
+    run["lr_scheduler"].step()
+    run["optimizer"].zero_grad(set_to_none=True)
+    return loss.detach()
+
+
+def _loop(config: LoraTrainingConfig, run: dict, accelerator, state: dict, last: int, bar) -> None:
+    """Steps until `last` (or Ctrl-C), a checkpoint every checkpointing_steps and at the stop."""
+    from .training import StopRequest
+
+    unet = accelerator.unwrap_model(run["unet"])
+    with StopRequest(accelerator.print) as stop:
+        while state["step"] < last:
+            started = time.perf_counter()
+            loss = _train_step(config, run, accelerator, state["step"])
+            state["step"] += 1
+            state["seconds"] += time.perf_counter() - started
+            state["history"].append({"step": state["step"], "loss": loss.item()})
+            bar.update(1)
+            stopped = stop.requested(accelerator) or state["step"] == last
+            due = state["step"] % config.checkpointing_steps == 0 or stopped
+            if accelerator.is_main_process and due:
+                saved = _checkpoint_state(
+                    unet, run["optimizer"], run["lr_scheduler"], accelerator, state
+                )
+                _save_checkpoint(Path(config.output_dir), saved)
+            if stop.flag:
+                break
+
+
+def _save_lora(config: LoraTrainingConfig, unet) -> Path:
+    """save_lora_weights into output_dir (in fp16 with save_fp16); return the file."""
+    from diffusers import StableDiffusionPipeline
+
+    layers = lora_state_dict(unet)
+    if config.save_fp16:
+        layers = {k: v.to(torch.float16) for k, v in layers.items()}
+    StableDiffusionPipeline.save_lora_weights(config.output_dir, unet_lora_layers=layers)
+    return Path(config.output_dir) / LORA_FILE
+
+
+def train_lora(
+    config: LoraTrainingConfig,
+    resume: str | Path | None = None,
+    stop_at_step: int | None = None,
+    progress: bool = True,
+) -> LoraResult:
+    """Train a LoRA on config.data_dir's images; its checkpoints resume exactly."""
+    from tqdm.auto import tqdm
+
+    accelerator, dtype, why = _accelerator(config)
+    accelerator.print(f"precision: {why}")
+    output_dir = Path(config.output_dir)
+    run = _setup_run(config, accelerator, dtype)
+    unet = accelerator.unwrap_model(run["unet"])
+    state = dict(step=0, history=[], seconds=0.0)
+    if resume is not None:
+        optimizer, lr_scheduler = run["optimizer"], run["lr_scheduler"]
+        state = _resume(output_dir, resume, unet, optimizer, lr_scheduler, accelerator)
+        accelerator.print(f"resumed at step {state['step']}")
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        config.save(output_dir / "lora_config.json")
+    last = min(config.max_train_steps, stop_at_step or config.max_train_steps)
+    shown = progress and accelerator.is_local_main_process
+    bar = tqdm(total=config.max_train_steps, initial=state["step"], desc="LoRA", disable=not shown)
+    _loop(config, run, accelerator, state, last, bar)
+    bar.close()
+    lora_path = None
+    if accelerator.is_main_process and state["step"] >= config.max_train_steps:
+        lora_path = _save_lora(config, unet)
+    accelerator.wait_for_everyone()
+    steps = config.max_train_steps
+    return LoraResult(output_dir, state["step"], steps, state["history"], state["seconds"],
+                      accelerator.mixed_precision, lora_path)
+
+
+# ------------------------------------------------------------------------------------- measuring it
+@torch.no_grad()
+def generate(
+    pipe, prompts: list[str], seed: int = 0, steps: int = 20, guidance_scale: float = 4.0, **kwargs
+) -> torch.Tensor:
+    """One image per prompt, prompt i from seed + i, as a tensor in [0, 1] (N, 3, H, W)."""
+    generators = [torch.Generator().manual_seed(seed + i) for i in range(len(prompts))]
+    return (
+        pipe(
+            prompts,
+            num_inference_steps=steps,
+            guidance_scale=guidance_scale,
+            generator=generators,
+            output_type="pt",
+            **kwargs,
+        )
+        .images.cpu()
+        .float()
+    )
+
+
+def distance_to_targets(
+    images: torch.Tensor, targets: torch.Tensor, size: int = 16
+) -> torch.Tensor:
+    """Each image's RMS pixel distance (0-1 units) to its own target at `size` px, as the emoji
+    benchmark measures: images and targets (N, 3, H, W) in [0, 1]."""
+    from .emoji_quality import low_res
+
+    return (low_res(images, size) - low_res(targets, size)).pow(2).mean(dim=1).sqrt()
+
+
+def nearest_in(images: torch.Tensor, references: torch.Tensor, size: int = 16) -> tuple:
+    """For each image, the RMS distance to its nearest reference at `size` px, and its index:
+    a distance near 0 means a training image came back verbatim."""
+    from .emoji_quality import low_res
+
+    distances = (
+        torch.cdist(low_res(images, size), low_res(references, size)) / (3 * size * size) ** 0.5
+    )
+    best = distances.min(dim=1)
+    return best.values, best.indices

@@ -1,0 +1,161 @@
+"""Lesson 08: the notebook's training loop is the trainer's (same LoRA weights after the same
+steps), the calls it teaches appear literally in its cells, and each exercise check accepts right
+answers and rejects the usual wrong ones with the right hint."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+import torch
+
+from course_utils import lora
+from course_utils.exercises.lora import check_fused_weight, check_lora_count, check_lora_forward
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = ROOT / "notebooks" / "08_lora_finetuning.ipynb"
+TAUGHT = [
+    "LoraConfig(",
+    ".add_adapter(",
+    "get_peft_model_state_dict(",
+    "convert_state_dict_to_diffusers(",
+    "StableDiffusionPipeline.save_lora_weights(",
+    ".load_lora_weights(",
+    ".set_adapters(",
+    ".disable_lora()",
+    ".fuse_lora(",
+    ".unfuse_lora(",
+    "cast_training_params(",
+    "enable_gradient_checkpointing()",
+    "Accelerator(mixed_precision=",
+]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models: one CPU thread is faster than several that wait for each other."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def code_cells() -> list[str]:
+    return [c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code"]
+
+
+def notebook_cell(marker: str) -> str:
+    """Source of the one code cell that contains `marker`."""
+    cells = [c for c in code_cells() if marker in c]
+    assert len(cells) == 1, f"expected one code cell containing {marker!r}, found {len(cells)}"
+    return cells[0]
+
+
+def test_the_taught_calls_are_written_out_in_the_notebook():
+    code = "\n".join(code_cells())
+    missing = [call for call in TAUGHT if call not in code]
+    assert not missing, f"lesson 08 no longer shows {missing} in a cell"
+
+
+def test_the_notebook_loop_trains_the_same_lora_as_the_trainer(tmp_path, emoji_sd_folder):
+    """Run the notebook's set-up and loop cells for 3 steps, and the trainer for 3 steps with the
+    same settings: the LoRA weights must agree."""
+    import course_utils
+
+    course = course_utils.setup(mode="smoke")
+    namespace = {"course": course, "course_utils": course_utils}
+    for marker, change in (
+        ("lora_config = LoraConfig(", None),
+        ("data_dir = concepts", None),
+        ("accelerator = Accelerator(", None),
+        ("for step in range(train_steps)", 1),
+    ):
+        source = notebook_cell(marker)
+        if change:
+            assert "(30, 8) if course.smoke" in source
+            source = source.replace("(30, 8) if course.smoke", "(3, 8) if course.smoke")
+        source = source.replace("show(", "(lambda *a, **k: None)(")
+        exec(compile(source, f"lesson 08: {marker}", "exec"), namespace)
+    notebook_lora = get_lora(namespace["accelerator"].unwrap_model(namespace["unet"]))
+
+    config = lora.LoraTrainingConfig(
+        pretrained=str(emoji_sd_folder),
+        data_dir=str(namespace["data_dir"]),
+        output_dir=str(tmp_path / "run"),
+        resolution=64,
+        max_train_steps=3,
+        train_batch_size=8,
+        learning_rate=1e-3,
+        lr_warmup_steps=0,
+        checkpointing_steps=100,
+    )
+    result = lora.train_lora(config, progress=False)
+    trainer_lora = get_lora_file(result.lora_path)
+    assert notebook_lora.keys() == trainer_lora.keys()
+    moved = max((notebook_lora[k] - trainer_lora[k]).abs().max().item() for k in notebook_lora)
+    assert moved < 1e-5, f"the notebook's loop and the trainer differ by {moved:.2e}"
+    assert max(v.abs().max().item() for k, v in trainer_lora.items() if "lora.up" in k) > 1e-4
+
+
+def get_lora(unet) -> dict:
+    return {k: v.detach().float() for k, v in lora.lora_state_dict(unet).items()}
+
+
+def get_lora_file(path) -> dict:
+    from safetensors.torch import load_file
+
+    return {k.removeprefix("unet."): v.float() for k, v in load_file(path).items()}
+
+
+# ---------------------------------------------------------------------------------------- exercises
+def test_check_lora_forward(capsys):
+    assert check_lora_forward(lambda x, W, b, A, B, a, r: x @ W.T + b + (a / r) * x @ A.T @ B.T)
+    assert not check_lora_forward(lambda x, W, b, A, B, a, r: x @ W.T + b)
+    assert "frozen layer alone" in capsys.readouterr().out
+    assert not check_lora_forward(lambda x, W, b, A, B, a, r: x @ W.T + b + x @ A.T @ B.T)
+    assert "scaled by alpha / rank" in capsys.readouterr().out
+    assert not check_lora_forward(lambda *args: 1 / 0)
+    assert "ZeroDivisionError" in capsys.readouterr().out
+    assert not check_lora_forward(None)
+    assert "Not attempted" in capsys.readouterr().out
+
+
+def test_check_lora_count(capsys, emoji_sd_folder):
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_pretrained(emoji_sd_folder, subfolder="unet")
+    targets = ("to_q", "to_k", "to_v", "to_out.0")
+    right = sum(
+        8 * (m.in_features + m.out_features)
+        for n, m in unet.named_modules()
+        if isinstance(m, torch.nn.Linear) and n.endswith(targets)
+    )
+    assert right == 71_680  # twice the rank-4 count
+    assert check_lora_count(right, unet, rank=8)
+    assert not check_lora_count(right // 2, unet, rank=8)
+    assert "count each once" in capsys.readouterr().out
+    assert not check_lora_count(right + 1, unet, rank=8)
+    assert not check_lora_count(None, unet, rank=8)
+
+
+def test_check_fused_weight(capsys):
+    def fused(layer, scale):
+        A, B = layer.lora_A["default"].weight, layer.lora_B["default"].weight
+        return layer.base_layer.weight + scale * layer.scaling["default"] * B @ A
+
+    assert check_fused_weight(fused)
+    assert not check_fused_weight(lambda layer, scale: layer.base_layer.weight)
+    assert "W + scale * (alpha / r) * B @ A" in capsys.readouterr().out
+    assert not check_fused_weight(lambda layer, scale: fused(layer, 1.0))  # ignores the scale
+    assert "at scale 0.5" in capsys.readouterr().out
+
+
+def test_check_lora_count_on_a_unet_that_already_holds_a_lora(emoji_sd_folder):
+    """In the lesson the pipeline's UNet holds adapters by then: the count must not change."""
+    from diffusers import UNet2DConditionModel
+    from peft import LoraConfig
+
+    unet = UNet2DConditionModel.from_pretrained(emoji_sd_folder, subfolder="unet")
+    unet.add_adapter(LoraConfig(r=2, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    assert check_lora_count(71_680, unet, rank=8)
