@@ -26,7 +26,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from course_utils.architectures import SD_UNET  # noqa: E402
+from course_utils.models.architectures import SD_UNET  # noqa: E402
 
 CARDS = {
     "RTX 4090 (24 GB)": 165e12,
@@ -76,9 +76,7 @@ def measure(batch: int, rank: int, checkpointing: bool) -> dict:
 
 def main() -> None:
     """Print the memory and time estimates for each setting."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--rank", type=int, default=4)
     parser.add_argument("--utilisation", type=float, default=0.4)

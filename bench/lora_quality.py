@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from course_utils import lora  # noqa: E402
-from course_utils.emoji_models import models_dir  # noqa: E402
+from course_utils.models.emoji import models_dir  # noqa: E402
 from course_utils.text_to_image import load_emoji_tensors  # noqa: E402
 
 CONCEPTS = ROOT / "data" / "lora-concepts"
@@ -45,14 +45,10 @@ def measure(pipe, folder: Path, seeds: int, guidance: float, style: str) -> dict
     to_target, to_plain = [], []
     for s in range(seeds):
         to_target.append(
-            lora.distance_to_targets(
-                lora.generate(pipe, prompts, seed=100 * s, guidance_scale=guidance), targets
-            )
+            lora.distance_to_targets(lora.generate(pipe, prompts, seed=100 * s, guidance_scale=guidance), targets)
         )
         to_plain.append(
-            lora.distance_to_targets(
-                lora.generate(pipe, plain, seed=100 * s, guidance_scale=guidance), originals
-            )
+            lora.distance_to_targets(lora.generate(pipe, plain, seed=100 * s, guidance_scale=guidance), originals)
         )
     train_targets, _ = lora.load_image_folder(folder.parent / "train", 64)
     images = lora.generate(pipe, prompts, seed=0, guidance_scale=guidance)
@@ -68,9 +64,7 @@ def main() -> None:
     """Print the distances without and with the LoRA, for the held-out and the training emoji."""
     from diffusers import StableDiffusionPipeline, UniPCMultistepScheduler
 
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concept", default="inverted", choices=("inverted", "monochrome"))
     parser.add_argument("--lora", default=None, help="default: the shipped emoji-sd-lora-<concept>")
     parser.add_argument("--seeds", type=int, default=4)
@@ -78,9 +72,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    pipe = StableDiffusionPipeline.from_pretrained(
-        models_dir() / "emoji-sd", dtype=torch.float32, safety_checker=None
-    )
+    pipe = StableDiffusionPipeline.from_pretrained(models_dir() / "emoji-sd", dtype=torch.float32, safety_checker=None)
     pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     for label in ("without LoRA", "with LoRA"):
@@ -89,9 +81,7 @@ def main() -> None:
             pipe.set_adapters(["default_0"], adapter_weights=[args.scale])
         for split in ("heldout", "train"):
             started = time.perf_counter()
-            rows = measure(
-                pipe, CONCEPTS / args.concept / split, args.seeds, args.guidance, args.concept
-            )
+            rows = measure(pipe, CONCEPTS / args.concept / split, args.seeds, args.guidance, args.concept)
             text = "; ".join(f"{k} {v:.3f}" for k, v in rows.items())
             print(f"{label:<12} {split:<7}: {text}  [{time.perf_counter() - started:.0f} s]")
 

@@ -13,9 +13,7 @@ from pathlib import Path
 import torch
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
-LORA_FILE = (
-    "pytorch_lora_weights.safetensors"  # the name save_lora_weights writes and loads by default
-)
+LORA_FILE = "pytorch_lora_weights.safetensors"  # the name save_lora_weights writes and loads by default
 
 
 # ----------------------------------------------------------------------------------------- the data
@@ -61,9 +59,7 @@ def load_image_folder(
             "of the same name, or pass default_caption (e.g. 'a photo of sks dog')."
         )
     pixels = [ImageOps.fit(Image.open(f).convert("RGB"), (size, size)) for f in files]
-    images = torch.stack(
-        [torch.frombuffer(bytearray(p.tobytes()), dtype=torch.uint8) for p in pixels]
-    )
+    images = torch.stack([torch.frombuffer(bytearray(p.tobytes()), dtype=torch.uint8) for p in pixels])
     images = images.view(len(files), size, size, 3).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     return images, captions
 
@@ -121,9 +117,7 @@ def check_lora_file(unet: torch.nn.Module, path: str | Path) -> None:
     path = Path(path)
     path = path / LORA_FILE if path.is_dir() else path
     if not path.is_file():
-        raise FileNotFoundError(
-            f"No LoRA file at {path}: pass the folder save_lora_weights wrote, or its {LORA_FILE}."
-        )
+        raise FileNotFoundError(f"No LoRA file at {path}: pass the folder save_lora_weights wrote, or its {LORA_FILE}.")
     shapes, wrong = _module_weights(unet), []
     with safe_open(str(path), framework="pt") as f:
         for key in f.keys():
@@ -176,9 +170,7 @@ class LoraTrainingConfig:
     checkpointing_steps: int = 100
     seed: int = 0
     default_caption: str | None = None
-    prior_dir: str | None = (
-        None  # prior preservation: pictures of what the model should keep drawing
-    )
+    prior_dir: str | None = None  # prior preservation: pictures of what the model should keep drawing
     prior_batch_size: int = 4  # prior images added to each batch (with prior_dir)
     save_fp16: bool = False  # store the LoRA in fp16: half the file, the same pictures
 
@@ -209,9 +201,7 @@ def _load_parts(config: LoraTrainingConfig, dtype: torch.dtype) -> dict:
     """The pipeline's frozen parts in `dtype`, and a DDPMScheduler with its noise schedule."""
     from diffusers import DDPMScheduler, StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline.from_pretrained(
-        config.pretrained, dtype=dtype, safety_checker=None
-    )
+    pipe = StableDiffusionPipeline.from_pretrained(config.pretrained, dtype=dtype, safety_checker=None)
     for part in (pipe.vae, pipe.text_encoder, pipe.unet):
         part.requires_grad_(False)
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
@@ -224,11 +214,9 @@ def _load_parts(config: LoraTrainingConfig, dtype: torch.dtype) -> dict:
     )
 
 
-def _encode_folder(
-    folder: str, config: LoraTrainingConfig, parts: dict, device, caption=None
-) -> dict:
+def _encode_folder(folder: str, config: LoraTrainingConfig, parts: dict, device, caption=None) -> dict:
     """A folder's latent distributions (encoded once: the VAE is frozen) and caption token ids."""
-    from .text_to_image import encode_all, tokenize
+    from course_utils.text_to_image import encode_all, tokenize
 
     images, captions = load_image_folder(folder, config.resolution, caption)
     vae = parts["vae"]
@@ -244,7 +232,7 @@ def _encode_folder(
 @torch.no_grad()
 def _prepare_data(config: LoraTrainingConfig, parts: dict, device: torch.device) -> dict:
     """Encode the concept's (and the prior's) pictures and tokenize their captions."""
-    from .text_to_image import tokenize
+    from course_utils.text_to_image import tokenize
 
     parts["vae"].to(device)
     data = dict(
@@ -267,7 +255,7 @@ def _draw(part: dict, count: int, generator: torch.Generator) -> tuple:
 
 def _batch(config: LoraTrainingConfig, data: dict, generator: torch.Generator) -> tuple:
     """One step's scaled latents and caption ids (some dropped): the concept's, then the prior's."""
-    from .text_to_image import drop_captions
+    from course_utils.text_to_image import drop_captions
 
     latents, ids = _draw(data["concept"], config.train_batch_size, generator)
     if "prior" in data:
@@ -307,8 +295,8 @@ def _accelerator(config: LoraTrainingConfig):
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState, GradientState
 
-    from .training import process_state
-    from .training_config import choose_mixed_precision
+    from course_utils.training.config import choose_mixed_precision
+    from course_utils.training.loop import process_state
 
     AcceleratorState._reset_state()  # a notebook may train twice with other settings
     GradientState._reset_state()
@@ -339,7 +327,7 @@ def _checkpoint_state(unet, optimizer, lr_scheduler, accelerator, state: dict) -
 
 def _save_checkpoint(output_dir: Path, saved: dict, keep: int = 2) -> Path:
     """Write checkpoints/checkpoint-<step>/state.pt (atomically) and keep the newest `keep`."""
-    from . import training_runs as runs
+    from course_utils.training import runs
 
     folder = runs.checkpoint_folder(output_dir, saved["step"])
     folder.mkdir(parents=True, exist_ok=True)
@@ -349,13 +337,11 @@ def _save_checkpoint(output_dir: Path, saved: dict, keep: int = 2) -> Path:
     return folder
 
 
-def _resume(
-    output_dir: Path, resume: str | Path, unet, optimizer, lr_scheduler, accelerator
-) -> dict:
+def _resume(output_dir: Path, resume: str | Path, unet, optimizer, lr_scheduler, accelerator) -> dict:
     """Load a checkpoint ('latest' or a folder) into the run; return its counters."""
     from peft import set_peft_model_state_dict
 
-    from . import training_runs as runs
+    from course_utils.training import runs
 
     found = runs.checkpoints(output_dir)
     folder = (found[-1] if found else None) if str(resume) == "latest" else Path(resume)
@@ -394,15 +380,13 @@ def _setup_run(config: LoraTrainingConfig, accelerator, dtype: torch.dtype) -> d
     lr_scheduler = get_constant_schedule_with_warmup(optimizer, config.lr_warmup_steps)
     unet, optimizer = accelerator.prepare(unet, optimizer)
     parts["text_encoder"].to(accelerator.device)
-    return dict(
-        parts, data=data, unet=unet, params=params, optimizer=optimizer, lr_scheduler=lr_scheduler
-    )
+    return dict(parts, data=data, unet=unet, params=params, optimizer=optimizer, lr_scheduler=lr_scheduler)
 
 
 def _train_step(config: LoraTrainingConfig, run: dict, accelerator, step: int) -> torch.Tensor:
     """One optimizer step on a batch drawn from a generator seeded by (seed, step, process)."""
-    from .text_to_image import text_to_image_loss
-    from .training import step_generator
+    from course_utils.text_to_image import text_to_image_loss
+    from course_utils.training.loop import step_generator
 
     generator = step_generator(config.seed, step, accelerator.process_index)
     latents, ids = _batch(config, run["data"], generator)
@@ -426,7 +410,7 @@ def _train_step(config: LoraTrainingConfig, run: dict, accelerator, step: int) -
 
 def _loop(config: LoraTrainingConfig, run: dict, accelerator, state: dict, last: int, bar) -> None:
     """Steps until `last` (or Ctrl-C), a checkpoint every checkpointing_steps and at the stop."""
-    from .training import StopRequest
+    from course_utils.training.loop import StopRequest
 
     unet = accelerator.unwrap_model(run["unet"])
     with StopRequest(accelerator.print) as stop:
@@ -440,9 +424,7 @@ def _loop(config: LoraTrainingConfig, run: dict, accelerator, state: dict, last:
             stopped = stop.requested(accelerator) or state["step"] == last
             due = state["step"] % config.checkpointing_steps == 0 or stopped
             if accelerator.is_main_process and due:
-                saved = _checkpoint_state(
-                    unet, run["optimizer"], run["lr_scheduler"], accelerator, state
-                )
+                saved = _checkpoint_state(unet, run["optimizer"], run["lr_scheduler"], accelerator, state)
                 _save_checkpoint(Path(config.output_dir), saved)
             if stop.flag:
                 break
@@ -491,8 +473,9 @@ def train_lora(
         lora_path = _save_lora(config, unet)
     accelerator.wait_for_everyone()
     steps = config.max_train_steps
-    return LoraResult(output_dir, state["step"], steps, state["history"], state["seconds"],
-                      accelerator.mixed_precision, lora_path)
+    return LoraResult(
+        output_dir, state["step"], steps, state["history"], state["seconds"], accelerator.mixed_precision, lora_path
+    )
 
 
 # ------------------------------------------------------------------------------------- measuring it
@@ -516,12 +499,10 @@ def generate(
     )
 
 
-def distance_to_targets(
-    images: torch.Tensor, targets: torch.Tensor, size: int = 16
-) -> torch.Tensor:
+def distance_to_targets(images: torch.Tensor, targets: torch.Tensor, size: int = 16) -> torch.Tensor:
     """Each image's RMS pixel distance (0-1 units) to its own target at `size` px, as the emoji
     benchmark measures: images and targets (N, 3, H, W) in [0, 1]."""
-    from .emoji_quality import low_res
+    from course_utils.emoji_quality import low_res
 
     return (low_res(images, size) - low_res(targets, size)).pow(2).mean(dim=1).sqrt()
 
@@ -529,10 +510,8 @@ def distance_to_targets(
 def nearest_in(images: torch.Tensor, references: torch.Tensor, size: int = 16) -> tuple:
     """For each image, the RMS distance to its nearest reference at `size` px, and its index:
     a distance near 0 means a training image came back verbatim."""
-    from .emoji_quality import low_res
+    from course_utils.emoji_quality import low_res
 
-    distances = (
-        torch.cdist(low_res(images, size), low_res(references, size)) / (3 * size * size) ** 0.5
-    )
+    distances = torch.cdist(low_res(images, size), low_res(references, size)) / (3 * size * size) ** 0.5
     best = distances.min(dim=1)
     return best.values, best.indices

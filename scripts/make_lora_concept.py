@@ -16,7 +16,7 @@ and reconstructs a picture on a dark blue sheet at 8.6 dB instead of its usual 2
 train/ is what the LoRA learns from; heldout/ holds emoji the LoRA never sees in this style: the
 targets that lesson 08 measures the distance to, before and after fine-tuning. Both are imagefolder
 layouts (`metadata.jsonl` with file_name and text), built from data/emoji (Noto Color Emoji,
-Apache-2.0). """
+Apache-2.0)."""
 
 from __future__ import annotations
 
@@ -94,9 +94,7 @@ def write_split(folder: Path, style: str, names: list[str], by_name: dict[str, P
     rows = []
     for index, name in enumerate(names):
         file_name = f"{index:02d}_{name.replace(' ', '-')}.png"
-        STYLES[style](Image.open(by_name[name]).convert("RGB")).save(
-            folder / file_name, optimize=True
-        )
+        STYLES[style](Image.open(by_name[name]).convert("RGB")).save(folder / file_name, optimize=True)
         rows.append({"file_name": file_name, "text": f"{name} in {style} style", "source": name})
     lines = [json.dumps(row) + "\n" for row in rows]
     (folder / "metadata.jsonl").write_text("".join(lines), encoding="utf-8")
@@ -118,10 +116,7 @@ def main() -> None:
                 shutil.rmtree(args.out / style / split)
             write_split(args.out / style / split, style, names, by_name)
     size = sum(p.stat().st_size for p in args.out.rglob("*") if p.is_file()) / 1e3
-    print(
-        f"wrote {len(STYLES)} x ({len(TRAIN)} + {len(HELDOUT)}) images ({size:.0f} kB) "
-        f"to {args.out}"
-    )
+    print(f"wrote {len(STYLES)} x ({len(TRAIN)} + {len(HELDOUT)}) images ({size:.0f} kB) to {args.out}")
 
 
 if __name__ == "__main__":

@@ -34,9 +34,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-sys.path.insert(
-    0, str(Path(__file__).resolve().parents[1])
-)  # run from a checkout without installing
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import course_utils  # noqa: E402  (before any Hugging Face import: it configures the hub)
 from course_utils.lora import LoraTrainingConfig, train_lora  # noqa: E402
@@ -64,9 +62,7 @@ def _option(group: argparse._ArgumentGroup, f) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """--pretrained, --resume, --stop_at_step and one option per LoraTrainingConfig field."""
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--pretrained",
         default=None,
@@ -95,9 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     if quiet:
         return 0
     if result.lora_path is None:
-        print(
-            f"stopped at step {result.step} of {result.total_steps}; continue with --resume latest"
-        )
+        print(f"stopped at step {result.step} of {result.total_steps}; continue with --resume latest")
         return 130 if result.step < (args.stop_at_step or result.total_steps) else 0
     print(
         f"done: {result.step} steps in {result.seconds:.0f} s of training "

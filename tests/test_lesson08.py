@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from course_utils import lora
-from course_utils.exercises.lora import check_fused_weight, check_lora_count, check_lora_forward
+from course_utils.exercises.lesson08_lora import check_fused_weight, check_lora_count, check_lora_forward
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "08_lora_finetuning.ipynb"

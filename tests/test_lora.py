@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from course_utils import lora
-from course_utils.exercises.lora import expected_lora_count
+from course_utils.exercises.lesson08_lora import expected_lora_count
 
 ROOT = Path(__file__).resolve().parents[1]
 CONCEPT = ROOT / "data" / "lora-concepts" / "inverted"
@@ -32,9 +32,7 @@ def one_thread():
 def emoji_unet(emoji_sd_folder):
     from diffusers import UNet2DConditionModel
 
-    return UNet2DConditionModel.from_pretrained(
-        emoji_sd_folder, subfolder="unet", dtype=torch.float32
-    )
+    return UNet2DConditionModel.from_pretrained(emoji_sd_folder, subfolder="unet", dtype=torch.float32)
 
 
 def config(**changes):
@@ -82,9 +80,7 @@ def test_folder_with_no_images_says_what_to_put_there(tmp_path):
 
 def test_the_shipped_concepts(tmp_path):
     for style in ("inverted", "monochrome"):
-        images, captions = lora.load_image_folder(
-            ROOT / "data" / "lora-concepts" / style / "train", 64
-        )
+        images, captions = lora.load_image_folder(ROOT / "data" / "lora-concepts" / style / "train", 64)
         assert len(images) == 24 and all(c.endswith(f" in {style} style") for c in captions)
 
 
@@ -92,17 +88,13 @@ def test_the_shipped_concepts(tmp_path):
 def test_rank_zero_is_refused_with_a_reason(emoji_sd_folder):
     unet = emoji_unet(emoji_sd_folder)
     for rank in (0, -2):
-        with pytest.raises(
-            ValueError, match=rf"r={rank}\): the rank must be a whole number of at least 1"
-        ):
+        with pytest.raises(ValueError, match=rf"r={rank}\): the rank must be a whole number of at least 1"):
             lora.check_lora_config(unet, config(r=rank))
 
 
 def test_an_unknown_target_module_lists_the_real_ones(emoji_sd_folder):
     unet = emoji_unet(emoji_sd_folder)
-    with pytest.raises(
-        ValueError, match=r"\['to_z'\] are not layers.*'to_k'.*'to_out.0'.*'to_q'.*'to_v'"
-    ):
+    with pytest.raises(ValueError, match=r"\['to_z'\] are not layers.*'to_k'.*'to_out.0'.*'to_q'.*'to_v'"):
         lora.check_lora_config(unet, config(target_modules=["to_q", "to_z"]))
     lora.check_lora_config(unet, config())  # the real names pass
     assert {"to_q", "to_k", "to_v", "to_out.0"} <= set(lora.lora_target_names(unet))
@@ -138,7 +130,7 @@ def save_random_lora(unet, folder: Path, rank: int = 4, seed: int = 0) -> Path:
 def test_a_lora_for_another_architecture_is_refused_clearly(emoji_sd_folder, tmp_path):
     from diffusers import UNet2DConditionModel
 
-    from course_utils.architectures import SD_UNET
+    from course_utils.models.architectures import SD_UNET
 
     torch.manual_seed(0)
     other = save_random_lora(UNet2DConditionModel(**SD_UNET["tiny"]), tmp_path / "tiny")
@@ -161,9 +153,7 @@ def test_a_lora_for_another_architecture_is_refused_clearly(emoji_sd_folder, tmp
 def pipe(emoji_sd_folder):
     from diffusers import StableDiffusionPipeline, UniPCMultistepScheduler
 
-    pipe = StableDiffusionPipeline.from_pretrained(
-        emoji_sd_folder, dtype=torch.float32, safety_checker=None
-    )
+    pipe = StableDiffusionPipeline.from_pretrained(emoji_sd_folder, dtype=torch.float32, safety_checker=None)
     pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -182,14 +172,10 @@ def test_save_load_fuse_unfuse_round_trip(pipe, emoji_sd_folder, tmp_path):
         fused = lora.generate(pipe, prompts, **kwargs)
         pipe.unfuse_lora(components=["unet"])
         unfused = lora.generate(pipe, prompts, **kwargs)
-        assert (
-            fused - with_lora
-        ).abs().max() < 0.02  # merged weights: the same picture, up to rounding
+        assert (fused - with_lora).abs().max() < 0.02  # merged weights: the same picture, up to rounding
         assert (unfused - with_lora).abs().max() < 1e-3  # unfused: back to the adapter's picture
         pipe.set_adapters(["test"], adapter_weights=[0.0])
-        assert (
-            lora.generate(pipe, prompts, **kwargs) - base
-        ).abs().max() < 1e-5  # weight 0: no LoRA
+        assert (lora.generate(pipe, prompts, **kwargs) - base).abs().max() < 1e-5  # weight 0: no LoRA
         pipe.disable_lora()  # the LoRA layers skipped: the original picture, up to float rounding
         assert (lora.generate(pipe, prompts, **kwargs) - base).abs().max() < 1e-5
     finally:
@@ -256,9 +242,7 @@ def test_the_trainer_refuses_bad_input(tmp_path, emoji_sd_folder):
         lora.train_lora(lora.LoraTrainingConfig(**base, rank=0), progress=False)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="No images in"):
-        lora.train_lora(
-            lora.LoraTrainingConfig(**{**base, "data_dir": str(tmp_path / "empty")}), progress=False
-        )
+        lora.train_lora(lora.LoraTrainingConfig(**{**base, "data_dir": str(tmp_path / "empty")}), progress=False)
     with pytest.raises(ValueError, match=r"\['attn'\] are not layers"):
         lora.train_lora(lora.LoraTrainingConfig(**base, target_modules=("attn",)), progress=False)
     with pytest.raises(FileNotFoundError, match="no checkpoint there"):

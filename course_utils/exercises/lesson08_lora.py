@@ -8,7 +8,7 @@ from typing import Callable
 
 import torch
 
-from . import not_attempted, verdict
+from course_utils.exercises import not_attempted, verdict
 
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 
@@ -20,9 +20,7 @@ def _lora_layer(in_features: int = 24, out_features: int = 16, rank: int = 4, al
     torch.manual_seed(0)
     model = torch.nn.Sequential()
     model.add_module("to_q", torch.nn.Linear(in_features, out_features))
-    model = inject_adapter_in_model(
-        LoraConfig(r=rank, lora_alpha=alpha, target_modules=["to_q"]), model
-    )
+    model = inject_adapter_in_model(LoraConfig(r=rank, lora_alpha=alpha, target_modules=["to_q"]), model)
     layer = model.to_q
     with torch.no_grad():
         layer.lora_B["default"].weight.normal_()
@@ -54,8 +52,7 @@ def check_lora_forward(fn: Callable | None) -> bool:
         return verdict(
             False,
             "",
-            f"expected a tensor of shape {tuple(expected.shape)}, got "
-            f"{getattr(got, 'shape', type(got).__name__)}.",
+            f"expected a tensor of shape {tuple(expected.shape)}, got {getattr(got, 'shape', type(got).__name__)}.",
         )
     diff = (got - expected).abs().max().item()
     if diff < 1e-4:
@@ -72,8 +69,9 @@ def check_lora_forward(fn: Callable | None) -> bool:
 
 def _targeted(unet, targets: list[str]) -> list:
     """The layers named with one of `targets` (a plain Linear, or peft's LoRA wrapper of one)."""
-    return [m for n, m in unet.named_modules()
-            if hasattr(m, "in_features") and any(n.endswith("." + t) for t in targets)]
+    return [
+        m for n, m in unet.named_modules() if hasattr(m, "in_features") and any(n.endswith("." + t) for t in targets)
+    ]
 
 
 def expected_lora_count(unet, rank: int, targets: list[str] = TARGETS) -> int:
@@ -117,8 +115,7 @@ def check_fused_weight(fn: Callable | None) -> bool:
             return verdict(
                 False,
                 "",
-                f"expected a weight of shape {tuple(expected.shape)}, got "
-                f"{getattr(got, 'shape', type(got).__name__)}.",
+                f"expected a weight of shape {tuple(expected.shape)}, got {getattr(got, 'shape', type(got).__name__)}.",
             )
         diff = (got.detach() - expected).abs().max().item()
         if diff > 1e-4:
