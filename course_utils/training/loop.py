@@ -559,7 +559,38 @@ class LossLog:
         self.progress.set_postfix(loss=f"{last['loss']:.4f}", lr=f"{last['lr']:.2e}", epoch=last["epoch"])
 
 
+def _dataloader(dataset, config: TrainingConfig):
+    """The run's DataLoader (one make_dataloader for the course), with the trainer's collate_fn."""
+    return make_dataloader(
+        dataset,
+        config.train_batch_size,
+        seed=config.seed,
+        num_workers=config.dataloader_num_workers,
+        collate_fn=collate_images,
+    )
+
+
+def _start_logging(accelerator, config: TrainingConfig, images: int, batches: int, total_steps: int) -> None:
+    """Start TensorBoard (on the main process) and say what the run will do."""
+    if accelerator.is_main_process:
+        accelerator.init_trackers("ddpm", config=_tracker_config(config))
+    images_per_step = config.train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps
+    accelerator.print(
+        f"{total_steps} steps ({config.steps_per_epoch(batches)} per epoch over {images} images), "
+        f"{images_per_step} images per step, on {accelerator.num_processes} x {accelerator.device.type}"
+    )
+
+
 # --------------------------------------------------------------------------------------------------- at the end
+def _raise_interrupted(step: int, total_steps: int, checkpoint: Path | None) -> None:
+    """After Ctrl-C: the run is saved; say how to continue it."""
+    raise KeyboardInterrupt(
+        f"Training stopped at step {step} of {total_steps}; checkpoint saved in {checkpoint}. "
+        "Continue with resume='latest': train(config, dataset, resume='latest'), or --resume latest for "
+        "scripts/train_ddpm.py."
+    )
+
+
 def _save_model(
     accelerator, config: TrainingConfig, state: TrainState, unet, ema, noise_scheduler, total_steps: int, say
 ) -> Path | None:
@@ -604,15 +635,7 @@ def train(
     _check_hub(config)
     checkpoint = _prepare_output_dir(accelerator, config, resume)
 
-    dataloader = accelerator.prepare(
-        make_dataloader(
-            dataset,
-            config.train_batch_size,
-            seed=config.seed,
-            num_workers=config.dataloader_num_workers,
-            collate_fn=collate_images,
-        )
-    )
+    dataloader = accelerator.prepare(_dataloader(dataset, config))
     total_steps = config.total_steps(len(dataloader))
     _check_stop_at(stop_at_step, total_steps)
     optimizer = make_optimizer(model, config, accelerator.device.type)
@@ -624,13 +647,7 @@ def train(
     accelerator.register_for_checkpointing(state)
     _resume(accelerator, checkpoint, ema, state, say)
     _check_stop_at(stop_at_step, total_steps, done=state.step)
-    if accelerator.is_main_process:
-        accelerator.init_trackers("ddpm", config=_tracker_config(config))
-    images_per_step = config.train_batch_size * accelerator.num_processes * config.gradient_accumulation_steps
-    say(
-        f"{total_steps} steps ({config.steps_per_epoch(len(dataloader))} per epoch over {len(dataset)} images), "
-        f"{images_per_step} images per step, on {accelerator.num_processes} x {accelerator.device.type}"
-    )
+    _start_logging(accelerator, config, len(dataset), len(dataloader), total_steps)
 
     progress = _progress_bar(total_steps, state.step, disable=not accelerator.is_local_main_process)
     log, last_checkpoint, interrupted = LossLog(accelerator, state, progress, config), None, False
@@ -666,20 +683,17 @@ def train(
     progress.close()
 
     model_dir = _save_model(accelerator, config, state, unet, ema, noise_scheduler, total_steps, say)
-    result = TrainResult(
+    if interrupted:
+        _raise_interrupted(state.step, total_steps, last_checkpoint)
+    last_checkpoint = last_checkpoint or (checkpoint and Path(checkpoint))
+    seconds = time.perf_counter() - started
+    return TrainResult(
         Path(config.output_dir),
         state.step,
         total_steps,
         state.history,
-        time.perf_counter() - started,
+        seconds,
         accelerator.mixed_precision,
         model_dir,
-        last_checkpoint or (checkpoint and Path(checkpoint)),
+        last_checkpoint,
     )
-    if interrupted:
-        raise KeyboardInterrupt(
-            f"Training stopped at step {state.step} of {total_steps}; checkpoint saved in {last_checkpoint}. "
-            "Continue with resume='latest': train(config, dataset, resume='latest'), or --resume latest for "
-            "scripts/train_ddpm.py."
-        )
-    return result

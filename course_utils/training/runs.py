@@ -56,7 +56,9 @@ def checkpoints(output_dir: str | Path) -> list[Path]:
 
 def is_complete(folder: Path) -> bool:
     """True if a checkpoint folder holds the weights, the optimizer and the RNG state that
-    save_state writes."""
+    save_state writes, or the single state.pt that lesson 08's LoRA trainer writes (renamed into place whole)."""
+    if (folder / "state.pt").is_file():
+        return True
     weights = (folder / "model.safetensors").is_file() or any(folder.glob("pytorch_model*.bin"))
     rng = any(folder.glob("random_states_*.pkl"))
     return weights and (folder / "optimizer.bin").is_file() and rng
