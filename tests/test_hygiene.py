@@ -94,3 +94,12 @@ def test_the_checks_can_fail(tmp_path):
     bad.write_text("# the 128 px model of the seed notes")
     with pytest.raises(AssertionError, match="seed notes"):
         test_no_references_to_documents_the_learner_lacks(bad)
+
+
+MODEL_CONFIGS = sorted((ROOT / "data" / "models").rglob("*config.json"))
+
+
+@pytest.mark.parametrize("path", MODEL_CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_shipped_models_name_no_path_of_the_machine_that_trained_them(path):
+    config = json.loads(path.read_text())
+    assert "_name_or_path" not in config or not Path(str(config["_name_or_path"])).is_absolute(), path

@@ -5,6 +5,7 @@ on a CPU. This module finds them and writes them (scripts/train_emoji_models.py 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -74,6 +75,16 @@ def save_half(module, folder: Path) -> None:
     finally:
         module.to(torch.float32)
         logging.set_verbosity(level)
+    drop_local_path(Path(folder) / "config.json")
+
+
+def drop_local_path(config_file: Path) -> None:
+    """Remove the `_name_or_path` that save_pretrained records (the folder the model was loaded from on the machine
+    that trained it): a shipped model must not name a path of that machine."""
+    if config_file.is_file():
+        config = json.loads(config_file.read_text())
+        if config.pop("_name_or_path", None) is not None:
+            config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def export_emoji_sd(work: Path, out: Path) -> None:
