@@ -78,6 +78,7 @@ part "GPU-only tests (torch.compile and channels_last in the trainer)" 60 \
 part "lessons in $COURSE_MODE mode" 900 \
   python3 scripts/run_notebooks.py --out "$OUT/executed" --timeout 300 \
   notebooks/00_setup.ipynb notebooks/01_denoising_loop.ipynb notebooks/06_attention_maps.ipynb \
-  notebooks/04_datasets.ipynb notebooks/03_autopipeline.ipynb notebooks/02_stable_diffusion_deconstructed.ipynb
+  notebooks/04_datasets.ipynb notebooks/03_autopipeline.ipynb notebooks/02_stable_diffusion_deconstructed.ipynb \
+  notebooks/08_lora_finetuning.ipynb notebooks/07_text_to_image_from_scratch.ipynb
 echo -e "\ntotal: $(( SECONDS - START )) s of the $BUDGET s budget" >> "$REPORT"
 echo "report: $REPORT"
