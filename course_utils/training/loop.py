@@ -370,7 +370,7 @@ def _tracker_config(config: TrainingConfig) -> dict:
 
 
 def _prepare_output_dir(accelerator, config: TrainingConfig, resume) -> Path | None:
-    """Check the output folder (see training_runs.check_output_dir), clear it if asked, save the config."""
+    """Check the output folder (see runs.check_output_dir), clear it if asked, save the config."""
     checkpoint = runs.check_output_dir(config, resume)
     accelerator.wait_for_everyone()  # every process checks the folder before the main one writes into it
     if accelerator.is_main_process:
