@@ -104,3 +104,23 @@ MODEL_CONFIGS = sorted((ROOT / "data" / "models").rglob("*config.json"))
 def test_shipped_models_name_no_path_of_the_machine_that_trained_them(path):
     config = json.loads(path.read_text())
     assert "_name_or_path" not in config or not Path(str(config["_name_or_path"])).is_absolute(), path
+
+
+MODULE_PATH = re.compile(r"course_utils/[\w/]+\.py")
+DOTTED = re.compile(r"\bcourse_utils\.([a-z][a-z_]*)")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS + DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_named_modules_exist(path):
+    """A lesson or the README that names a module of the package names one that exists (after a move, too)."""
+    text = text_of(path)
+    missing = [m for m in MODULE_PATH.findall(text) if not (ROOT / m).is_file()]
+    package = ROOT / "course_utils"
+    missing += [
+        f"course_utils.{m}"
+        for m in DOTTED.findall(text)
+        if not (package / f"{m}.py").is_file()
+        and not (package / m).is_dir()
+        and m not in ("setup", "MODELS", "DATASETS")
+    ]
+    assert not missing, f"{path.name} names modules that do not exist: {sorted(set(missing))}"
