@@ -12,6 +12,8 @@ from pathlib import Path
 
 import torch
 
+from course_utils.data import check_metadata, to_rgb
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 LORA_FILE = "pytorch_lora_weights.safetensors"  # the name save_lora_weights writes and loads by default
 
@@ -21,6 +23,7 @@ def _captions_of(folder: Path, files: list[Path], default: str | None) -> list[s
     """Captions from metadata.jsonl (file_name, text), else a .txt per image, else `default`."""
     metadata = folder / "metadata.jsonl"
     if metadata.is_file():
+        check_metadata(folder)  # the dataset path's checks: bad lines, rows without file_name, missing files
         rows = [json.loads(line) for line in metadata.read_text().splitlines() if line.strip()]
         by_file = {row["file_name"]: row["text"] for row in rows}
         return [by_file.get(f.name, default or "") for f in files]
@@ -58,7 +61,7 @@ def load_image_folder(
             f"No caption for {missing} in {folder}: add a metadata.jsonl line, a .txt file "
             "of the same name, or pass default_caption (e.g. 'a photo of sks dog')."
         )
-    pixels = [ImageOps.fit(Image.open(f).convert("RGB"), (size, size)) for f in files]
+    pixels = [ImageOps.fit(to_rgb(Image.open(f)), (size, size)) for f in files]  # transparency on white
     images = torch.stack([torch.frombuffer(bytearray(p.tobytes()), dtype=torch.uint8) for p in pixels])
     images = images.view(len(files), size, size, 3).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     return images, captions

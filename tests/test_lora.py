@@ -61,6 +61,21 @@ def test_folder_with_metadata_jsonl(tmp_path):
     assert torch.allclose(images[0, :, 0, 0], torch.tensor([-1.0, -1.0, 1.0]))  # (0, 0, 255)
 
 
+def test_folder_images_and_metadata_are_read_as_the_dataset_path_reads_them(tmp_path):
+    """Transparency comes out white (not black), and a metadata.jsonl naming a missing file is refused."""
+    from PIL import Image
+
+    sticker = Image.new("RGBA", (8, 8), (255, 0, 0, 255))
+    sticker.putpixel((0, 0), (0, 0, 0, 0))  # a transparent corner
+    sticker.save(tmp_path / "sticker.png")
+    images, _ = lora.load_image_folder(tmp_path, 8, default_caption="a sticker")
+    assert torch.allclose(images[0, :, 0, 0], torch.ones(3)) and images[0, 0, 4, 4] == 1.0
+    rows = [{"file_name": "sticker.png", "text": "a"}, {"file_name": "gone.png", "text": "b"}]
+    (tmp_path / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(FileNotFoundError, match="gone.png"):
+        lora.load_image_folder(tmp_path, 8)
+
+
 def test_folder_with_txt_captions_and_a_default(tmp_path):
     write_images(tmp_path, 2)
     (tmp_path / "0.txt").write_text("a photo of sks dog\n")
