@@ -22,22 +22,29 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from course_utils import emoji_quality as q  # noqa: E402
+from course_utils.models.architectures import SD_SCHEDULER_CONFIG  # noqa: E402
 from course_utils.models.emoji import models_dir  # noqa: E402
 from course_utils.text_to_image import encode_all, load_emoji_tensors, psnr  # noqa: E402
 
 
 def bench_sd(images: torch.Tensor, captions: list[str], prompts: int, steps: int, scales: list[float]) -> None:
-    """Retrieval of the intended emoji for `prompts` captions, at each guidance scale."""
-    from diffusers import StableDiffusionPipeline, UniPCMultistepScheduler
+    """Retrieval of the intended emoji for `prompts` captions, at each guidance scale. The pipeline is loaded with the
+    plain call of the diffusers docs (no dtype, no device) and samples with the folder's own scheduler; PNDM, the
+    scheduler SD 1.5's repo names, is measured beside it at the same settings."""
+    from diffusers import DiffusionPipeline, PNDMScheduler
 
-    pipe = StableDiffusionPipeline.from_pretrained(models_dir() / "emoji-sd", dtype=torch.float32, safety_checker=None)
-    pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
+    pipe = DiffusionPipeline.from_pretrained(models_dir() / "emoji-sd")
     pipe.set_progress_bar_config(disable=True)
     indices = q.pick_captions(prompts, len(captions))
-    for scale in scales:
-        started = time.perf_counter()
-        result = q.text_to_image_retrieval(pipe, images, captions, indices, steps=steps, guidance_scale=scale)
-        print(f"emoji-sd, UniPC {steps} steps, guidance {scale:g}: {result}  [{time.perf_counter() - started:.0f} s]")
+    own = pipe.scheduler
+    for scheduler in (own, PNDMScheduler.from_config(SD_SCHEDULER_CONFIG)):
+        pipe.scheduler = scheduler
+        name = type(scheduler).__name__.replace("Scheduler", "") + (" (the folder's)" if scheduler is own else "")
+        for scale in scales:
+            started = time.perf_counter()
+            result = q.text_to_image_retrieval(pipe, images, captions, indices, steps=steps, guidance_scale=scale)
+            took = time.perf_counter() - started
+            print(f"emoji-sd, {name}, {steps} steps, guidance {scale:g}: {result}  [{took:.0f} s]", flush=True)
 
 
 def bench_vae(images: torch.Tensor) -> None:
@@ -86,8 +93,8 @@ def bench_ddpm(images: torch.Tensor, count: int, steps: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=50)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--guidance", type=float, nargs="+", default=[3.0, 5.0, 7.5])
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--guidance", type=float, nargs="+", default=[3.0, 7.5])
     parser.add_argument("--ddpm_samples", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()

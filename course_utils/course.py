@@ -24,6 +24,8 @@ MODES = ("smoke", "full")
 # Smoke mode's trained emoji models are tiny (8 x 8 latents, 32 px pixels): 20 steps cost well under a second.
 SMOKE_MAX_STEPS = 20
 SMOKE_MIN_SIZE = 32
+# A rehearsal runs full mode's models, sizes and dtype, with every loop cut to this many steps.
+REHEARSAL_STEPS = 2
 # Set next to HF_HUB_OFFLINE when setup() (not the learner) turned offline mode on, so a later
 # setup() probes again.
 OFFLINE_MARK = "COURSE_OFFLINE_BY_SETUP"
@@ -40,21 +42,34 @@ class Course:
     cache_dir: Path
     hub_ok: bool
     seed: int = 0
+    rehearsal: bool = False  # full mode with every loop capped at REHEARSAL_STEPS (COURSE_REHEARSAL=1)
 
     @property
     def smoke(self) -> bool:
         """True in smoke mode: the course's small emoji models, few steps, small images, fp32."""
         return self.mode == "smoke"
 
-    def steps(self, n: int, smoke: int | None = None) -> int:
-        """Number of denoising/training steps: `n` in full mode; in smoke mode `smoke` if given, else at most 20
-        (never more than `n`)."""
+    def steps(self, n: int, smoke: int | None = None, rehearsal: int | None = None) -> int:
+        """Number of denoising/training steps: `n` in full mode; in smoke mode `smoke` if given, else at most 20;
+        in a rehearsal `rehearsal` if given, else at most 2 (never more than `n`)."""
         require_positive_int("steps", n)
         if smoke is not None:
             require_positive_int("smoke", smoke)
+        if rehearsal is not None:
+            require_positive_int("rehearsal", rehearsal)
+        if self.rehearsal:
+            return min(n, rehearsal if rehearsal is not None else REHEARSAL_STEPS)
         if not self.smoke:
             return n
         return min(n, smoke if smoke is not None else SMOKE_MAX_STEPS)
+
+    def sweep(self, values):
+        """The values of a grid or sweep: all of them, except in a rehearsal, which keeps the first and the last
+        (each kind of call still runs once, at full size)."""
+        values = list(values)
+        if not values:
+            raise ValueError("sweep() got no values: pass the list the grid runs over, e.g. [1, 3, 7.5].")
+        return values[:1] + values[-1:] if self.rehearsal and len(values) > 2 else values
 
     def size(self, px: int) -> int:
         """Image side in pixels: `px` in full mode; px/8 (at least 32, a multiple of 8) in smoke mode."""
@@ -149,10 +164,51 @@ def _hub_state(endpoint: str, probe_timeout: float) -> tuple[bool, str]:
     return False, f"NOT reachable ({how}; {took}), offline mode on"
 
 
-def setup(mode: str | None = None, mirror: str | None = None, seed: int = 0, probe_timeout: float = 1.0) -> Course:
-    """Configure the hub, pick mode/device/dtype, seed everything, print a status block, return a Course."""
+def inline_figures() -> bool:
+    """In a notebook kernel under MPLBACKEND=Agg (set by many servers and CI systems), switch matplotlib to the
+    inline backend: Agg draws nothing, so plt.show() in a cell would leave no figure. True if it switched."""
+    if os.environ.get("MPLBACKEND", "").strip().lower() != "agg":
+        return False
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    if shell is None or "IPKernelApp" not in shell.config:
+        return False
+    shell.run_line_magic("matplotlib", "inline")
+    return True
+
+
+def pick_rehearsal(rehearsal: bool | None, mode: str | None) -> bool:
+    """A rehearsal when asked (argument, then COURSE_REHEARSAL=1); it is a kind of full mode, so smoke refuses it."""
+    if rehearsal is None:
+        value = os.environ.get("COURSE_REHEARSAL", "").strip().lower()
+        if value not in ("", "0", "1", "false", "true", "no", "yes"):
+            raise ValueError(f"COURSE_REHEARSAL={value!r}: expected 1 (rehearse) or 0 (do not).")
+        rehearsal = value in ("1", "true", "yes")
+    elif not isinstance(rehearsal, bool):
+        raise ValueError(f"rehearsal={rehearsal!r}: expected True or False.")
+    if rehearsal and (mode or "").strip().lower() == "smoke":
+        raise ValueError(
+            "A rehearsal runs full mode with every loop cut to 2 steps, so it cannot be combined with smoke mode. "
+            "Use mode='full' (or no mode) with rehearsal=True, or unset COURSE_REHEARSAL."
+        )
+    return rehearsal
+
+
+def setup(
+    mode: str | None = None,
+    mirror: str | None = None,
+    seed: int = 0,
+    probe_timeout: float = 1.0,
+    rehearsal: bool | None = None,
+) -> Course:
+    """Configure the hub, pick mode/device/dtype, seed everything, print a status block, return a Course.
+    `rehearsal=True` (or COURSE_REHEARSAL=1) runs full mode with every loop capped at 2 steps."""
     if mode is not None:  # validate before doing anything else
         require_choice("mode", mode, MODES)
+    rehearsing = pick_rehearsal(rehearsal, mode or os.environ.get("COURSE_MODE"))
     require_seed("seed", seed)
     require_positive_number("probe_timeout", probe_timeout)
     hub.configure_hub_env(mirror)
@@ -165,12 +221,15 @@ def setup(mode: str | None = None, mirror: str | None = None, seed: int = 0, pro
     from huggingface_hub import constants
 
     device = pick_device()
-    chosen_mode = pick_mode(mode, device)
+    chosen_mode = "full" if rehearsing else pick_mode(mode, device)
     dtype = pick_dtype(device, chosen_mode)
     set_seed(seed)
     hide_loading_bars()
-    course = Course(chosen_mode, device, dtype, endpoint, Path(constants.HF_HOME), hub_ok, seed)
+    figures = "\n  figures   : inline (MPLBACKEND=Agg would draw none)" if inline_figures() else ""
+    course = Course(chosen_mode, device, dtype, endpoint, Path(constants.HF_HOME), hub_ok, seed, rehearsing)
     models = "real checkpoints" if chosen_mode == "full" else "the course's small models, trained on emoji"
+    if rehearsing:
+        models += f"; REHEARSAL: every loop cut to {REHEARSAL_STEPS} steps, long grids to their ends"
     print(
         "course_utils.setup()\n"
         f"  mode      : {chosen_mode} ({models}; set COURSE_MODE to change)\n"
@@ -181,6 +240,6 @@ def setup(mode: str | None = None, mirror: str | None = None, seed: int = 0, pro
         f"  cache     : {constants.HF_HUB_CACHE}\n"
         f"  token     : {_token_status()}\n"
         f"  seed      : {seed}\n"
-        "  progress  : download bars on; loading-from-disk bars hidden"
+        "  progress  : download bars on; loading-from-disk bars hidden" + figures
     )
     return course

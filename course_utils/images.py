@@ -98,4 +98,26 @@ def show(images, titles: Sequence[str] | None = None, cols: int | None = None, s
     if suptitle:
         fig.suptitle(suptitle)
     fig.tight_layout()
-    plt.show()  # returns nothing: a returned figure would be drawn a second time as the cell's result
+    display_figure(fig)
+
+
+def display_figure(fig) -> None:
+    """Show a matplotlib figure in the notebook as a PNG, whatever the backend (MPLBACKEND=Agg draws nothing with
+    plt.show()), and close it, so the inline backend does not draw it a second time. Outside IPython: plt.show()."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    try:
+        from IPython import get_ipython
+        from IPython.display import Image as PNG
+        from IPython.display import display
+    except ImportError:  # plain Python without IPython
+        get_ipython = None
+    if get_ipython is None or get_ipython() is None:
+        plt.show()
+        return
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", bbox_inches="tight", dpi=fig.dpi)
+    plt.close(fig)
+    display(PNG(data=buffer.getvalue()))  # returns nothing: a returned figure would be drawn a second time

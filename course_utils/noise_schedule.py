@@ -7,6 +7,8 @@ from typing import Mapping
 
 import torch
 
+from course_utils.images import display_figure
+
 TICK_COLORS = ("tab:green", "tab:purple", "tab:brown", "tab:gray")  # not the blue/red of the two curves
 
 
@@ -73,4 +75,4 @@ def plot_noise_schedule(signal, noise, used_timesteps=None, title: str = ""):
     if title:
         ax.set_title(title)
     fig.tight_layout()
-    plt.show()  # returns nothing: a returned figure would be drawn a second time as the cell's result
+    display_figure(fig)

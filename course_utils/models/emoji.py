@@ -5,6 +5,7 @@ on a CPU. This module finds them and writes them (scripts/train_emoji_models.py 
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -65,7 +66,8 @@ def zero_unused_rows(text_encoder, used: torch.Tensor) -> int:
 
 
 def save_half(module, folder: Path) -> None:
-    """save_pretrained in fp16 safetensors (half the bytes); loading with dtype=torch.float32 restores fp32."""
+    """save_pretrained in fp16 safetensors (half the bytes), with a config that loads in fp32: the plain
+    `from_pretrained(folder)` then gives fp32 for every part (see tidy_config)."""
     from diffusers.utils import logging
 
     level = logging.get_verbosity()
@@ -75,16 +77,43 @@ def save_half(module, folder: Path) -> None:
     finally:
         module.to(torch.float32)
         logging.set_verbosity(level)
-    drop_local_path(Path(folder) / "config.json")
+    tidy_config(Path(folder) / "config.json")
 
 
-def drop_local_path(config_file: Path) -> None:
-    """Remove the `_name_or_path` that save_pretrained records (the folder the model was loaded from on the machine
-    that trained it): a shipped model must not name a path of that machine."""
-    if config_file.is_file():
-        config = json.loads(config_file.read_text())
-        if config.pop("_name_or_path", None) is not None:
-            config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+def tidy_config(config_file: Path) -> None:
+    """Make a saved config fit to ship.
+    - Remove the `_name_or_path` that save_pretrained records (the folder the model was loaded from on the machine
+      that trained it): a shipped model must not name a path of that machine.
+    - Record fp32 as the dtype to load in. transformers loads a model in the dtype its config names (its default
+      is dtype="auto"), while diffusers loads in fp32: with "float16" here, the plain DiffusionPipeline call gives an
+      fp16 text encoder next to an fp32 UNet, and the first matmul fails with "Half and Float"."""
+    if not config_file.is_file():
+        return
+    config = json.loads(config_file.read_text())
+    changed = config.pop("_name_or_path", None) is not None
+    for key in ("dtype", "torch_dtype"):
+        if key in config and config[key] != "float32":
+            config[key], changed = "float32", True
+    if changed:
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
+def write_emoji_scheduler(folder: Path) -> None:
+    """Give the emoji-sd folder its sampling scheduler: UniPC on SD 1.x's noise schedule, as the diffusers docs swap
+    it in with `UniPCMultistepScheduler.from_config(pipe.scheduler.config)`. SD 1.5's repo names PNDM, but on this
+    small model PNDM needs about 50 steps (at 25 steps only 45% of captions give a picture among the 10 nearest
+    emoji), while UniPC draws them well from about 10 steps (bench/emoji_quality.py)."""
+    from diffusers import UniPCMultistepScheduler
+
+    from course_utils.models import architectures as arch
+
+    accepted = inspect.signature(UniPCMultistepScheduler.__init__).parameters  # PNDM-only keys are left out
+    config = {key: value for key, value in arch.SD_SCHEDULER_CONFIG.items() if key in accepted}
+    UniPCMultistepScheduler(**config).save_pretrained(folder / "scheduler")
+    index_file = folder / "model_index.json"
+    index = json.loads(index_file.read_text())
+    index["scheduler"] = ["diffusers", "UniPCMultistepScheduler"]
+    index_file.write_text(json.dumps(index, indent=2) + "\n")
 
 
 def export_emoji_sd(work: Path, out: Path) -> None:
@@ -93,7 +122,7 @@ def export_emoji_sd(work: Path, out: Path) -> None:
     from diffusers.training_utils import EMAModel
 
     from course_utils import text_to_image as t2i
-    from course_utils.models.standins import TOKENIZER_FILES, _write_real_scheduler_config, clip_tokenizer
+    from course_utils.models.standins import TOKENIZER_FILES, clip_tokenizer
 
     vae = AutoencoderKL.from_pretrained(work / ("vae" if (work / "vae").exists() else "vae-stage1"))
     vae.register_to_config(scaling_factor=torch.load(work / "latents.pt")["scaling_factor"])
@@ -119,7 +148,7 @@ def export_emoji_sd(work: Path, out: Path) -> None:
     (
         tmp / "tokenizer" / "tokenizer.json"
     ).unlink()  # 3.6 MB the SD repos do not ship either: rebuilt from vocab + merges
-    _write_real_scheduler_config(tmp / "scheduler" / "scheduler_config.json", "PNDMScheduler")
+    write_emoji_scheduler(tmp)
     _keep_card(out, tmp)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
+from course_utils.images import display_figure
 from course_utils.training import runs
 
 
@@ -58,7 +59,7 @@ def plot_loss(run, window: int | None = None, marks: dict[str, int] | None = Non
     ax.legend(handles, [h.get_label() for h in handles], loc="upper right", fontsize=8)
     ax.set_title(title)
     fig.tight_layout()
-    plt.show()  # returns nothing: a returned figure would be drawn a second time as the cell's result
+    display_figure(fig)
 
 
 def show_samples(output_dir: str | Path, steps: Sequence[int] | None = None, max_grids: int = 4, size: float = 3.2):
@@ -81,4 +82,4 @@ def show_samples(output_dir: str | Path, steps: Sequence[int] | None = None, max
         ax.set_axis_off()
     fig.suptitle("Samples (EMA weights, the same starting noise each time)")
     fig.tight_layout()
-    plt.show()  # returns nothing: a returned figure would be drawn a second time as the cell's result
+    display_figure(fig)
