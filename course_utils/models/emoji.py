@@ -91,7 +91,7 @@ def tidy_config(config_file: Path) -> None:
         return
     config = json.loads(config_file.read_text())
     changed = config.pop("_name_or_path", None) is not None
-    for key in ("dtype", "torch_dtype"):
+    for key in ("dtype", "torch_dtype"):  # torch_dtype: the older key, in configs that older transformers wrote
         if key in config and config[key] != "float32":
             config[key], changed = "float32", True
     if changed:
