@@ -42,7 +42,7 @@ def gpu_info() -> str:
         )
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "Apple silicon GPU (mps)"
-    return "no GPU: lessons run in smoke mode on the CPU"
+    return "none found (CPU only)"
 
 
 def free_disk_gib(path: str | Path) -> float:
@@ -53,9 +53,20 @@ def free_disk_gib(path: str | Path) -> float:
     return shutil.disk_usage(path).free / 2**30
 
 
-def report(cache_dir: str | Path) -> None:
-    """Print versions, GPU and free disk where the hub cache lives."""
+def mode_line(mode: str, rehearsal: bool, device: str) -> str:
+    """How the lessons will run: the mode setup() chose (course.mode) and whether it is a rehearsal."""
+    if rehearsal:
+        return f"full mode, rehearsal: full-size models, every loop cut to 2 steps, on {device}"
+    if mode == "full":
+        return f"full mode: real checkpoints, full sizes and step counts, on {device}"
+    return f"smoke mode: the course's small models, few steps, small images, on {device}"
+
+
+def report(cache_dir: str | Path, course=None) -> None:
+    """Print versions, GPU, free disk where the hub cache lives and, given the `Course` of setup(), its mode."""
     for name, version in versions().items():
         print(f"  {name:<16} {version}")
     print(f"  {'GPU':<16} {gpu_info()}")
     print(f"  {'free disk':<16} {free_disk_gib(cache_dir):.1f} GiB at {cache_dir}")
+    if course is not None:
+        print(f"  {'lessons run in':<16} {mode_line(course.mode, course.rehearsal, course.device)}")

@@ -92,7 +92,8 @@ def show(images, titles: Sequence[str] | None = None, cols: int | None = None, s
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if i < len(images):
-            ax.imshow(images[i])
+            grey = getattr(images[i], "mode", "") == "L"  # one channel: grey, not a colour map
+            ax.imshow(images[i], **(dict(cmap="gray", vmin=0, vmax=255) if grey else {}))
             if titles is not None and i < len(titles):
                 ax.set_title(str(titles[i]), fontsize=9)
     if suptitle:

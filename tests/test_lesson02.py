@@ -4,6 +4,7 @@ rejects the usual wrong ones with the right hint."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,6 +21,7 @@ from diffusers import (
     UNet2DConditionModel,
     UniPCMultistepScheduler,
 )
+from diffusers.utils.torch_utils import randn_tensor
 from notebook_code import notebook_cell as _cell
 from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -141,6 +143,43 @@ def test_parity_check_catches_a_missing_scale_model_input(sd, loop):
     broken = loop["sd_generate"](PROMPT, scheduler, generator=torch.Generator().manual_seed(3), **SETTINGS)
     reference = pipeline_pixels(sd, make_scheduler(sd, "Euler"), seed=3)
     assert (broken - reference).abs().max().item() > 1e-2
+
+
+def test_schedulers_made_from_the_shipped_config_get_sds_settings(sd):
+    """The notebook swaps schedulers with .from_config(scheduler.config): DDIM and PNDM must get SD 1.x's settings
+    (no clipping of the latents, PNDM without its Runge-Kutta warm-up), not their own defaults, which draw no
+    picture on a latent model (DDIM's clip_sample=True) or make 9 extra UNet calls (PNDM)."""
+    ddim, pndm = make_scheduler(sd, "DDIM"), make_scheduler(sd, "PNDM")
+    assert ddim.config.clip_sample is False and ddim.config.set_alpha_to_one is False
+    assert pndm.config.skip_prk_steps is True
+    pndm.set_timesteps(20)
+    assert len(pndm.timesteps) == 21  # one warm-up call more, as the notebook's table says
+
+
+def notebook_old_loop(loop) -> Callable:
+    """The notebook's own 2022 loop (no init_noise_sigma, no scale_model_input), with the stand-in's parts."""
+    source = notebook_cell("def old_tutorial_loop(")
+    definitions = source[source.index("@torch.no_grad()") : source.index("\n\ndef old_loop_gap")]
+    namespace = dict(loop, torch=torch, randn_tensor=randn_tensor, prompt=PROMPT, seed=1145, guidance_scale=7.5)
+    namespace.update(
+        height=64,
+        width=64,
+        vae_scale_factor=8,
+        course=SimpleNamespace(generator=lambda s: torch.Generator().manual_seed(s)),
+    )
+    exec(compile(definitions, str(NOTEBOOK), "exec"), namespace)
+    return namespace["old_tutorial_loop"]
+
+
+def test_2022_loop_breaks_euler_at_5_steps_and_not_unipc(sd, loop):
+    """What the notebook's section 8 says of its smoke-mode figure: at 5 steps the 2022 loop's Euler image is far
+    from the pipeline's (measured: mean 0.245 of the pixel range), its UniPC image is the pipeline's."""
+    old = notebook_old_loop(loop)
+    assert SETTINGS["num_inference_steps"] == 5
+    for name, low, high in (("Euler", 0.15, 1.0), ("UniPC", 0.0, 1e-5)):
+        reference = pipeline_pixels(sd, make_scheduler(sd, name), seed=1145)
+        gap = (old(make_scheduler(sd, name), 5) - reference).abs().mean().item()
+        assert low <= gap <= high, (name, gap)
 
 
 def test_encode_prompt_is_uncond_first(sd, loop):

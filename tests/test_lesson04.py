@@ -90,3 +90,33 @@ def test_check_to_pixels(capsys):
     capsys.readouterr()
     assert check_to_pixels(reshaped) is False and "permute" in capsys.readouterr().out
     assert check_to_pixels(lambda x: np.zeros((4, 16, 3))) is False and "Image.fromarray" in capsys.readouterr().out
+
+
+def test_show_draws_a_one_channel_image_in_grey():
+    """Lesson 04 shows an L-mode image: it must look grey, not painted with matplotlib's default colour map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from course_utils.images import show
+
+    plt.close("all")
+    show([Image.new("L", (8, 8), 200), Image.new("RGB", (8, 8), (200, 0, 0))])
+    grey, colour = (ax.images[0] for ax in plt.gcf().axes[:2])
+    assert grey.get_cmap().name == "gray" and grey.get_clim() == (0, 255)  # 200 stays light grey
+    assert colour.get_array().shape == (8, 8, 3)
+    plt.close("all")
+
+
+def test_flip_demo_leaves_out_groups_that_exist(emoji):
+    """The notebook's flip demo skips the emoji groups where a flip is wrong; a renamed group would let a flag through
+    unnoticed."""
+    import ast
+    from pathlib import Path
+
+    from notebook_code import notebook_cell
+
+    source = notebook_cell(Path(__file__).resolve().parents[1] / "notebooks" / "04_datasets.ipynb", "no_flip = (")
+    no_flip = ast.literal_eval(source.split("no_flip = ")[1].split("\n")[0])
+    assert set(no_flip) == {"Flags", "Symbols"} and set(no_flip) <= set(emoji["group"])

@@ -5,7 +5,6 @@ on a CPU. This module finds them and writes them (scripts/train_emoji_models.py 
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import shutil
@@ -108,9 +107,10 @@ def write_emoji_scheduler(folder: Path) -> None:
 
     from course_utils.models import architectures as arch
 
-    accepted = inspect.signature(UniPCMultistepScheduler.__init__).parameters  # PNDM-only keys are left out
-    config = {key: value for key, value in arch.SD_SCHEDULER_CONFIG.items() if key in accepted}
-    UniPCMultistepScheduler(**config).save_pretrained(folder / "scheduler")
+    # from_config keeps SD's keys that UniPC does not use (clip_sample=False, set_alpha_to_one=False,
+    # skip_prk_steps=True), as a swap on the real repo does: DDIM and PNDM made with .from_config(scheduler.config)
+    # then get SD's settings, not their defaults (DDIM's clip_sample=True clips the latents and draws no picture).
+    UniPCMultistepScheduler.from_config(arch.SD_SCHEDULER_CONFIG).save_pretrained(folder / "scheduler")
     index_file = folder / "model_index.json"
     index = json.loads(index_file.read_text())
     index["scheduler"] = ["diffusers", "UniPCMultistepScheduler"]
