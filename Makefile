@@ -13,7 +13,7 @@ LAB_ARGS := --notebook-dir=notebooks --LabApp.news_url=None \
 	--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate $(if $(filter 0,$(shell id -u)),--allow-root)
 NBVAL    := --nbval-lax --nbval-current-env --nbval-cell-timeout=600 --nbval-kernel-startup-timeout=120
 
-.PHONY: setup lab lint format test test-unit test-notebooks lessons bench models olah clean
+.PHONY: setup lab lint format test test-unit test-notebooks lessons rehearse bench models olah clean
 
 # olah, the hub mirror the download tests run against, in its own environment: its dependencies pin
 # psutil<6, which the course's ipython cannot use.
@@ -65,6 +65,16 @@ lessons: $(STAMP)
 	@mkdir -p build/lessons
 	cd notebooks && ../$(BIN)/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=3600 \
 		--output-dir ../build/lessons *.ipynb
+
+# Full mode rehearsed on any machine: full mode's models, sizes and dtype, with every loop cut to 2 steps
+# (COURSE_REHEARSAL=1). Without the hub the models are full-size stand-ins with random weights, so the pictures are
+# noise: what it shows is that every cell of full mode runs. Prints each lesson's time, peak memory and figure count;
+# the executed lessons go to build/rehearsal/. About 45 minutes on 2 CPU cores; LESSONS="03 08" picks some.
+LESSONS ?= 00 01 02 03 04 05 06 07 08
+rehearse: $(STAMP)
+	COURSE_MODE=full COURSE_REHEARSAL=1 HF_HUB_OFFLINE=1 HF_HOME=$(CURDIR)/build/rehearse-hf-home PYTHONHASHSEED=0 \
+		$(BIN)/python scripts/run_notebooks.py --out build/rehearsal --timeout 1800 \
+		$(foreach n,$(LESSONS),$(wildcard notebooks/$(n)_*.ipynb))
 
 bench: $(STAMP)
 	$(BIN)/python bench/sampling.py

@@ -5,6 +5,7 @@ sizes, step counts, models, datasets and generators."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,6 @@ from typing import Any
 from course_utils import hub
 from course_utils.checks.values import (
     require_choice,
-    require_multiple_of_8,
     require_positive_int,
     require_positive_number,
     require_seed,
@@ -73,8 +73,12 @@ class Course:
 
     def size(self, px: int) -> int:
         """Image side in pixels: `px` in full mode; px/8 (at least 32, a multiple of 8) in smoke mode."""
-        require_positive_int("px", px)
-        require_multiple_of_8(px, px)
+        require_positive_int("size", px)
+        if px % 8:
+            raise ValueError(
+                f"size({px}): the image side must be a multiple of 8, because the VAE turns every 8x8 block of "
+                f"pixels into one latent. Try size({max(8, int(px / 8 + 0.5) * 8)})."
+            )
         return px if not self.smoke else max(SMOKE_MIN_SIZE, px // 8 // 8 * 8)
 
     def model(self, name: str) -> Path:
@@ -111,6 +115,35 @@ def pick_device() -> str:
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         return "mps"
     return "cpu"
+
+
+def unusable_gpu() -> str:
+    """'' when PyTorch sees the GPU or there is none; else what is wrong and what to install. nvidia-smi can find a
+    GPU that torch.cuda cannot use: the installed PyTorch's CUDA build is newer than the driver supports (a common
+    case after `pip install` upgrades the torch of a server image)."""
+    import shutil
+    import subprocess
+
+    import torch
+
+    if torch.cuda.is_available() or shutil.which("nvidia-smi") is None:
+        return ""
+    try:
+        report = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    found = re.search(r"Driver Version:\s*([\d.]+).*?CUDA Version:\s*([\d.]+)", report)
+    if not found:
+        return ""
+    driver, driver_cuda = found.groups()
+    tag = driver_cuda.replace(".", "")[:3]
+    return (
+        f"nvidia-smi finds a GPU (driver {driver}, CUDA up to {driver_cuda}), but this PyTorch {torch.__version__} "
+        f"(built for CUDA {torch.version.cuda or 'none: a CPU build'}) cannot use it, so the course runs on the CPU. "
+        "Install a PyTorch built for your driver's CUDA, e.g. "
+        f"`pip install torch torchvision --index-url https://download.pytorch.org/whl/cu{tag}`, "
+        "or update the driver; then restart the kernel."
+    )
 
 
 def pick_dtype(device: str, mode: str):
@@ -221,6 +254,7 @@ def setup(
     from huggingface_hub import constants
 
     device = pick_device()
+    gpu_problem = unusable_gpu() if device == "cpu" else ""
     chosen_mode = "full" if rehearsing else pick_mode(mode, device)
     dtype = pick_dtype(device, chosen_mode)
     set_seed(seed)
@@ -233,7 +267,10 @@ def setup(
     print(
         "course_utils.setup()\n"
         f"  mode      : {chosen_mode} ({models}; set COURSE_MODE to change)\n"
-        f"  device    : {device}" + (f" ({torch.cuda.get_device_name(0)})" if device == "cuda" else "") + "\n"
+        f"  device    : {device}"
+        + (f" ({torch.cuda.get_device_name(0)})" if device == "cuda" else "")
+        + (f"\n  WARNING   : {gpu_problem}" if gpu_problem else "")
+        + "\n"
         f"  dtype     : {str(dtype).replace('torch.', '')}\n"
         f"  endpoint  : {endpoint}\n"
         f"  hub       : {state}\n"

@@ -71,8 +71,69 @@ def test_steps_and_sizes(tmp_path):
     for bad in (0, -3, 2.5):
         with pytest.raises(ValueError, match="steps"):
             smoke.steps(bad)
-    with pytest.raises(ValueError, match="multiples of 8"):
+    with pytest.raises(ValueError, match=r"size\(500\).*multiple of 8.*Try size\(504\)"):
         full.size(500)
+    with pytest.raises(ValueError, match="size=0"):
+        full.size(0)
+
+
+def test_rehearsal_caps_every_loop_and_keeps_full_sizes(tmp_path):
+    rehearsal = Course("full", "cpu", torch.float32, "https://huggingface.co", tmp_path, False, rehearsal=True)
+    assert (rehearsal.steps(50), rehearsal.steps(400, smoke=10), rehearsal.steps(1)) == (2, 2, 1)
+    assert rehearsal.steps(50, rehearsal=4) == 4 and make_course(tmp_path).steps(50, rehearsal=4) == 20
+    assert rehearsal.size(512) == 512 and not rehearsal.smoke
+    assert rehearsal.sweep([5, 10, 25, 50]) == [5, 50] and rehearsal.sweep([3]) == [3]
+    assert make_course(tmp_path).sweep([5, 10, 25, 50]) == [5, 10, 25, 50]
+    with pytest.raises(ValueError, match="rehearsal=0"):
+        rehearsal.steps(50, rehearsal=0)
+    with pytest.raises(ValueError, match="no values"):
+        rehearsal.sweep([])
+
+
+def test_setup_rehearses_full_mode_and_says_so(monkeypatch, capsys):
+    monkeypatch.delenv("COURSE_MODE", raising=False)
+    monkeypatch.setenv("COURSE_REHEARSAL", "1")
+    course = course_utils.setup()
+    out = capsys.readouterr().out
+    assert course.rehearsal and course.mode == "full" and course.steps(50) == 2
+    assert "REHEARSAL" in out and "2 steps" in out
+    monkeypatch.setenv("COURSE_REHEARSAL", "0")
+    assert not course_utils.setup(mode="full").rehearsal
+    monkeypatch.delenv("COURSE_REHEARSAL")
+    assert course_utils.setup(mode="full", rehearsal=True).rehearsal
+
+
+def test_rehearsal_refuses_bad_values(monkeypatch):
+    monkeypatch.setenv("COURSE_REHEARSAL", "maybe")
+    with pytest.raises(ValueError, match="COURSE_REHEARSAL='maybe'"):
+        course_utils.setup(mode="full")
+    monkeypatch.delenv("COURSE_REHEARSAL")
+    with pytest.raises(ValueError, match="cannot be combined with smoke"):
+        course_utils.setup(mode="smoke", rehearsal=True)
+    with pytest.raises(ValueError, match="rehearsal='yes'"):
+        course_utils.setup(rehearsal="yes")
+
+
+NVIDIA_SMI = """
+| NVIDIA-SMI 535.104.05             Driver Version: 535.104.05   CUDA Version: 12.2     |
+|   0  NVIDIA GeForce RTX 3090        On  | 00000000:01:00.0 Off |                  N/A |
+"""
+
+
+def test_a_gpu_that_pytorch_cannot_use_is_explained(monkeypatch):
+    import shutil
+    import subprocess
+
+    from course_utils.course import unusable_gpu
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/nvidia-smi" if name == "nvidia-smi" else None)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, NVIDIA_SMI, ""))
+    message = unusable_gpu()
+    assert "driver 535.104.05" in message and "CUDA up to 12.2" in message and "/whl/cu122" in message
+    assert torch.__version__ in message
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert unusable_gpu() == "", "no nvidia-smi: nothing to explain"
 
 
 def test_generator_is_seeded(tmp_path):

@@ -28,7 +28,7 @@ def test_unknown_model_message_prints_its_lines():
 @pytest.mark.parametrize("bad", ["512", 512.0, None, True])
 def test_course_size_needs_a_whole_number(bad):
     course = Course("smoke", "cpu", None, "https://huggingface.co", None, False)
-    with pytest.raises(ValueError, match=r"px=.*expected a whole number of at least 1"):
+    with pytest.raises(ValueError, match=r"size=.*expected a whole number of at least 1"):
         course.size(bad)
     assert course.size(512) == 64
 

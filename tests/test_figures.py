@@ -1,0 +1,48 @@
+"""Executed lessons keep their figures under any matplotlib backend. MPLBACKEND=Agg (set by make test, the GPU check
+and many servers) draws nothing with plt.show(); the course's figure helpers display a PNG themselves, and setup()
+switches a notebook kernel to the inline backend for the lesson's own plt.show()."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+LESSON = ROOT / "notebooks" / "04_datasets.ipynb"  # the quickest lesson with figures of every kind
+FIGURE_CALL = re.compile(r"^\s*(show|plt\.show|plot_\w+|show_\w+)\(|^\s*[\w.]*\bshow\(", re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(LESSON, as_version=4)
+    env = {**os.environ, "MPLBACKEND": "Agg", "COURSE_MODE": "smoke", "HF_HUB_OFFLINE": "1"}
+    client = NotebookClient(
+        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(LESSON.parent)}}
+    )
+    client.execute(env=env)
+    return nb
+
+
+def _images(cell) -> int:
+    return sum("image/png" in output.get("data", {}) for output in cell.get("outputs", []))
+
+
+def test_every_figure_cell_keeps_its_figure_under_agg(executed):
+    figure_cells = [c for c in executed.cells if c.cell_type == "code" and FIGURE_CALL.search(c.source)]
+    assert len(figure_cells) >= 4, "the lesson should draw figures with show() and plt.show()"
+    missing = [c.source.splitlines()[0] for c in figure_cells if _images(c) == 0]
+    assert not missing, f"cells that drew no figure under MPLBACKEND=Agg: {missing}"
+    assert any("plt.show()" in c.source for c in figure_cells), "no cell of the lesson's own plt.show() was checked"
+
+
+def test_no_figure_is_drawn_twice(executed):
+    for cell in executed.cells:
+        if cell.cell_type == "code":
+            calls = len(FIGURE_CALL.findall(cell.source))
+            assert _images(cell) <= max(calls, 1), f"a figure appears twice: {cell.source.splitlines()[0]}"
