@@ -71,7 +71,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    concepts = data_root("lora-concepts", what="LoRA concept pictures") / "lora-concepts"  # honours COURSE_DATA_DIR
+    concepts = data_root("lora-concepts", what="LoRA concept folder") / "lora-concepts"  # honours COURSE_DATA_DIR
     pipe = StableDiffusionPipeline.from_pretrained(
         models_dir() / "emoji-sd", dtype=torch.float32, safety_checker=None, requires_safety_checker=False
     )
