@@ -24,9 +24,8 @@ sys.path.insert(0, str(ROOT))
 
 from course_utils import lora  # noqa: E402
 from course_utils.models.emoji import models_dir  # noqa: E402
+from course_utils.paths import data_root  # noqa: E402
 from course_utils.text_to_image import load_emoji_tensors  # noqa: E402
-
-CONCEPTS = ROOT / "data" / "lora-concepts"
 
 
 def plain_emoji(names: list[str]) -> torch.Tensor:
@@ -72,7 +71,10 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    pipe = StableDiffusionPipeline.from_pretrained(models_dir() / "emoji-sd", dtype=torch.float32, safety_checker=None)
+    concepts = data_root("lora-concepts", what="LoRA concept folder") / "lora-concepts"  # honours COURSE_DATA_DIR
+    pipe = StableDiffusionPipeline.from_pretrained(
+        models_dir() / "emoji-sd", dtype=torch.float32, safety_checker=None, requires_safety_checker=False
+    )
     pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     for label in ("without LoRA", "with LoRA"):
@@ -81,7 +83,7 @@ def main() -> None:
             pipe.set_adapters(["default_0"], adapter_weights=[args.scale])
         for split in ("heldout", "train"):
             started = time.perf_counter()
-            rows = measure(pipe, CONCEPTS / args.concept / split, args.seeds, args.guidance, args.concept)
+            rows = measure(pipe, concepts / args.concept / split, args.seeds, args.guidance, args.concept)
             text = "; ".join(f"{k} {v:.3f}" for k, v in rows.items())
             print(f"{label:<12} {split:<7}: {text}  [{time.perf_counter() - started:.0f} s]")
 

@@ -204,9 +204,11 @@ def _load_parts(config: LoraTrainingConfig, dtype: torch.dtype) -> dict:
     """The pipeline's frozen parts in `dtype`, and a DDPMScheduler with its noise schedule."""
     from diffusers import DDPMScheduler, StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline.from_pretrained(config.pretrained, dtype=dtype, safety_checker=None)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        config.pretrained, dtype=dtype, safety_checker=None, requires_safety_checker=False
+    )
     for part in (pipe.vae, pipe.text_encoder, pipe.unet):
-        part.requires_grad_(False)
+        part.requires_grad_(False)  # frozen: no gradients, and the backward pass stops at the LoRA
     noise_scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     return dict(
         vae=pipe.vae,
@@ -518,3 +520,9 @@ def nearest_in(images: torch.Tensor, references: torch.Tensor, size: int = 16) -
     distances = torch.cdist(low_res(images, size), low_res(references, size)) / (3 * size * size) ** 0.5
     best = distances.min(dim=1)
     return best.values, best.indices
+
+
+def colourfulness(images: torch.Tensor) -> torch.Tensor:
+    """Each image's mean difference between its brightest and darkest colour channel (0-1 units):
+    0 for shades of grey, near 0.4 for a saturated red apple. Images (N, 3, H, W) in [0, 1]."""
+    return (images.max(dim=1).values - images.min(dim=1).values).flatten(1).mean(dim=1)

@@ -58,9 +58,8 @@ def test_the_taught_calls_are_written_out_in_the_notebook():
     assert not missing, f"lesson 08 no longer shows {missing} in a cell"
 
 
-def test_the_notebook_loop_trains_the_same_lora_as_the_trainer(tmp_path, emoji_sd_folder):
-    """Run the notebook's set-up and loop cells for 3 steps, and the trainer for 3 steps with the
-    same settings: the LoRA weights must agree."""
+def run_notebook_training(steps: int) -> dict:
+    """Run the notebook's set-up, data, accelerator and loop cells for `steps` steps; their names."""
     import course_utils
 
     course = course_utils.setup(mode="smoke")
@@ -69,14 +68,38 @@ def test_the_notebook_loop_trains_the_same_lora_as_the_trainer(tmp_path, emoji_s
         ("lora_config = LoraConfig(", None),
         ("data_dir = concepts", None),
         ("accelerator = Accelerator(", None),
-        ("for step in range(train_steps)", 1),
+        ("for step in range(train_steps)", steps),
     ):
         source = notebook_cell(marker)
         if change:
-            assert "(30, 8) if course.smoke" in source
-            source = source.replace("(30, 8) if course.smoke", "(3, 8) if course.smoke")
+            assert "course.steps(400, smoke=30)" in source
+            source = source.replace("course.steps(400, smoke=30)", f"course.steps(400, smoke={change})")
         source = source.replace("show(", "(lambda *a, **k: None)(")
         exec(compile(source, f"lesson 08: {marker}", "exec"), namespace)
+    assert namespace["train_steps"] == steps
+    return namespace
+
+
+def test_the_notebook_trains_only_the_lora(tmp_path):
+    """The text encoder and the VAE are frozen where the notebook sets up training: after a step they
+    have no gradients (a trainable text encoder fills about 250 MB of them on SD 1.5), and only the
+    LoRA weights of the UNet train."""
+    namespace = run_notebook_training(1)
+    pipe = namespace["pipe"]
+    for part in ("text_encoder", "vae"):
+        params = list(getattr(pipe, part).parameters())
+        assert not any(p.requires_grad for p in params), f"the notebook does not freeze pipe.{part}"
+        assert all(p.grad is None for p in params), f"pipe.{part} got gradients in the notebook's loop"
+    unet = namespace["accelerator"].unwrap_model(namespace["unet"])
+    trainable = [n for n, p in unet.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    assert sum(p.numel() for p in namespace["params"]) == 35_840
+
+
+def test_the_notebook_loop_trains_the_same_lora_as_the_trainer(tmp_path, emoji_sd_folder):
+    """Run the notebook's set-up and loop cells for 3 steps, and the trainer for 3 steps with the
+    same settings: the LoRA weights must agree."""
+    namespace = run_notebook_training(3)
     notebook_lora = get_lora(namespace["accelerator"].unwrap_model(namespace["unet"]))
 
     config = lora.LoraTrainingConfig(

@@ -168,7 +168,9 @@ def test_a_lora_for_another_architecture_is_refused_clearly(emoji_sd_folder, tmp
 def pipe(emoji_sd_folder):
     from diffusers import StableDiffusionPipeline, UniPCMultistepScheduler
 
-    pipe = StableDiffusionPipeline.from_pretrained(emoji_sd_folder, dtype=torch.float32, safety_checker=None)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        emoji_sd_folder, dtype=torch.float32, safety_checker=None, requires_safety_checker=False
+    )
     pipe.scheduler = UniPCMultistepScheduler.from_config(pipe.scheduler.config)
     pipe.set_progress_bar_config(disable=True)
     return pipe
@@ -243,6 +245,35 @@ def test_the_script_trains_and_resumes_exactly(tmp_path, pipe):
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(a[k].abs().max() > 0 for k in a if "lora.up" in k)  # B moved away from zero
     lora.check_lora_file(pipe.unet, tmp_path / "straight")
+
+
+def test_the_trainer_trains_only_the_lora(tmp_path, emoji_sd_folder):
+    """After a step, the frozen text encoder and VAE have no gradients and only LoRA weights train."""
+    cfg = lora.LoraTrainingConfig(
+        pretrained=str(emoji_sd_folder),
+        data_dir=str(CONCEPT / "train"),
+        output_dir=str(tmp_path),
+        resolution=64,
+        max_train_steps=1,
+        train_batch_size=2,
+    )
+    accelerator, dtype, _ = lora._accelerator(cfg)
+    run = lora._setup_run(cfg, accelerator, dtype)
+    lora._train_step(cfg, run, accelerator, 0)
+    for part in ("text_encoder", "vae"):
+        params = list(run[part].parameters())
+        assert not any(p.requires_grad for p in params), f"the {part} is not frozen"
+        assert all(p.grad is None for p in params), f"the {part} got gradients"
+    unet = accelerator.unwrap_model(run["unet"])
+    trainable = [n for n, p in unet.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_colourfulness():
+    grey = torch.full((1, 3, 8, 8), 0.3)
+    red = torch.zeros(1, 3, 8, 8)
+    red[:, 0] = 0.9
+    assert torch.allclose(lora.colourfulness(torch.cat([grey, red])), torch.tensor([0.0, 0.9]))
 
 
 def test_the_trainer_refuses_bad_input(tmp_path, emoji_sd_folder):
