@@ -489,8 +489,12 @@ def normalize_map(heat: torch.Tensor) -> torch.Tensor:
     return (heat - low) / (high - low) if high > low else torch.zeros_like(heat)
 
 
-def overlay(image: Image.Image, heat: torch.Tensor, alpha: float = 0.5, cmap: str = "jet") -> Image.Image:
-    """The image with a coloured heat map blended on top (the map is resized to the image if needed)."""
+def overlay(image: Image.Image, heat: torch.Tensor, alpha: float = 0.7, cmap: str = "viridis") -> Image.Image:
+    """The heat map in colour over a light grey copy of the image (the map is resized to the image if needed).
+
+    Grey, so that the picture's own colours never mix with the map's: a red map over a red apple would be unreadable.
+    Lightened, so that dark parts of the picture do not darken the map. With the default viridis, dark purple is
+    where the word hardly lands and yellow is where it lands most."""
     import matplotlib
 
     if not 0 <= alpha <= 1:
@@ -503,18 +507,20 @@ def overlay(image: Image.Image, heat: torch.Tensor, alpha: float = 0.5, cmap: st
         heat = F.interpolate(heat[None, None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
     colours = matplotlib.colormaps[cmap](normalize_map(heat).numpy())[..., :3]
     coloured = Image.fromarray((colours * 255).round().astype("uint8"))
-    return Image.blend(image.convert("RGB"), coloured, alpha)
+    grey = image.convert("L").convert("RGB")
+    light_grey = Image.blend(grey, Image.new("RGB", grey.size, "white"), 0.4)  # 40% of the way to white
+    return Image.blend(light_grey, coloured, alpha)
 
 
 def show_word_maps(
     image: Image.Image,
     maps: dict[str, torch.Tensor],
     cols: int | None = None,
-    alpha: float = 0.5,
+    alpha: float = 0.7,
     size: float = 2.2,
     suptitle: str = "",
 ):
-    """The image, then one overlay per word, titled with the word."""
+    """The image, then one overlay per word (its map over a light grey copy of the image), titled with the word."""
     from course_utils.images import show
 
     panels = [image] + [overlay(image, heat, alpha) for heat in maps.values()]

@@ -330,9 +330,18 @@ def test_overlay_blends_a_resized_map():
     out = overlay(image, heat, alpha=0.5)
     assert out.size == (96, 64)
     left, right = out.getpixel((5, 30)), out.getpixel((90, 30))
-    assert left != right and left[2] > left[0] and right[0] > right[2]  # jet: low = blue, high = red
+    assert left != right and left[2] > left[1] and right[0] > right[2]  # viridis: low = dark purple, high = yellow
     with pytest.raises(ValueError, match="2-D"):
         overlay(image, torch.zeros(1, 8, 12))
+
+
+def test_overlay_draws_the_map_over_a_grey_picture():
+    heat = torch.rand(8, 8, generator=torch.Generator().manual_seed(0))
+    red = Image.new("RGB", (64, 64), (220, 30, 30))
+    level = red.convert("L").getpixel((0, 0))
+    grey = Image.new("RGB", (64, 64), (level, level, level))
+    assert overlay(red, heat).tobytes() == overlay(grey, heat).tobytes()  # the picture's colour does not show
+    assert overlay(red, heat).tobytes() != overlay(Image.new("RGB", (64, 64), "white"), heat).tobytes()
 
 
 # -- exercise checks ---------------------------------------------------------------------------------------------------

@@ -125,6 +125,19 @@ def test_notebook_guidance_loop_matches_the_pipeline(tokenizer, parts):
     assert (ours - weaker).abs().max().item() > 1e-4  # the guidance scale changes the pixels: the parity is not vacuous
 
 
+def test_assembled_pipeline_has_the_shipped_scheduler(tokenizer, parts):
+    from diffusers import UniPCMultistepScheduler
+
+    from course_utils.models.emoji import models_dir
+
+    text_encoder, unet, _ = parts
+    pipe = t2i.assemble_pipeline(t2i.make_vae().eval(), text_encoder, tokenizer, unet)
+    shipped = UniPCMultistepScheduler.from_pretrained(models_dir() / "emoji-sd", subfolder="scheduler")
+    assert type(pipe.scheduler) is type(shipped)
+    settings = [{k: v for k, v in s.config.items() if not k.startswith("_")} for s in (pipe.scheduler, shipped)]
+    assert settings[0] == settings[1]  # the same noise schedule and sampler settings
+
+
 # ---- course_utils.text_to_image ---------------------------------------------------------------------------------
 
 
