@@ -62,9 +62,13 @@ def test_no_tokens(path):
     assert not TOKEN.search(text_of(path)), f"{path.name}: something that looks like a Hugging Face token"
 
 
+# A line may name an outdated keyword as what it is (lesson 03: "`torch_dtype=`, its older name").
+OLDER_NAME = re.compile(r"its older name")
+
+
 @pytest.mark.parametrize("path", CODE, ids=lambda p: str(p.relative_to(ROOT)))
 def test_no_outdated_apis(path):
-    text = text_of(path)
+    text = "\n".join(line for line in text_of(path).splitlines() if not OLDER_NAME.search(line))
     found = {pattern: fix for pattern, fix in OUTDATED.items() if pattern in text}
     assert not found, f"{path.name}: " + "; ".join(f"{p!r}: {fix}" for p, fix in found.items())
 
