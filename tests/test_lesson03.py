@@ -431,8 +431,9 @@ def test_notebook_is_stored_clean():
     assert all(not c["outputs"] and c["execution_count"] is None for c in code)
     assert "".join(code[0]["source"]).strip() == "import course_utils\n\ncourse = course_utils.setup()"
     text = NOTEBOOK.read_text()
+    source = "\n".join("".join(c["source"]) for c in code)
+    assert "torch_dtype" not in source  # the prose names it once, as the older name of dtype=
     for bad in (
-        "torch_dtype",
         "use_auth_token",
         'revision=\\"fp16\\"',
         "runwayml/",
@@ -441,7 +442,6 @@ def test_notebook_is_stored_clean():
     ):
         assert bad not in text, bad
     assert not re.search(r"hf_[A-Za-z0-9]{20,}", text)  # no token
-    source = "\n".join("".join(c["source"]) for c in code)
     assert "pipe_t2i.vae.enable_tiling" in source and ".enable_vae_tiling(" not in source
     assert "enable_attention_slicing(" not in source and "xformers" not in source
 
@@ -462,7 +462,7 @@ def notebook_definitions(marker: str, end: str) -> str:
 
 @pytest.fixture(scope="module")
 def loops() -> dict:
-    """The notebook's encode_prompt, img2img_by_hand, mask_latents and inpaint_by_hand."""
+    """The notebook's encode_prompt, img2img_by_hand, to_pil, mask_latents and inpaint_by_hand."""
     namespace: dict = {}
     for marker, end in (
         ("def img2img_by_hand(", "settings = "),
@@ -676,6 +676,8 @@ def test_notebook_writes_the_diffusers_calls_out():
     ):
         assert re.sub(r"\s+", "", needed) in flat, needed
     assert "**args" not in code
+    # the benchmark's warm-up runs inside row()'s out-of-memory guard, never bare before it
+    assert 'row("warm-up", size, on_device)' in code and "\ngenerate(size)" not in code
     first = {
         name: next(i for i, c in enumerate(cells) if c.cell_type == "code" and f"{name}(" in c.source)
         for name in ("check_inputs", "fit_to_gpu", "apply_plan")
@@ -685,3 +687,39 @@ def test_notebook_writes_the_diffusers_calls_out():
     assert first["check_inputs"] > bad_input and min(first["fit_to_gpu"], first["apply_plan"]) > small_gpu
     text = "\n".join(c.source for c in cells)
     assert "RuntimeError: cannot reshape tensor of 0" in text and "no error and no warning" in text
+
+
+def pil_difference(mine, theirs) -> int:
+    """Largest difference of two PIL pictures, in 0-255 levels."""
+    assert mine.size == theirs.size and mine.mode == theirs.mode == "RGB"
+    return int(np.abs(np.asarray(mine, dtype=np.int16) - np.asarray(theirs, dtype=np.int16)).max())
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_by_hand_pictures_are_the_pipelines_pictures(loops, emoji_sd_folder, apple):
+    """The notebook shows its by-hand results with to_pil: the same PIL pixels as the pipelines' own pictures
+    (output_type="pil"), for image-to-image and inpainting. postprocess's default, which denormalises a [0, 1]
+    tensor a second time, turns black into (128, 128, 128) and fails this."""
+    from course_utils.models.emoji import load_emoji
+
+    i2i = emoji_pipeline(emoji_sd_folder, "StableDiffusionImg2ImgPipeline", "UniPCMultistepScheduler")
+    settings = dict(strength=0.6, num_inference_steps=6, guidance_scale=3.0)
+    mine = loops["img2img_by_hand"](i2i, "green apple", apple, generator=torch.Generator().manual_seed(4), **settings)
+    theirs = i2i("green apple", image=apple, generator=torch.Generator().manual_seed(4), **settings).images[0]
+    assert pil_difference(loops["to_pil"](i2i, mine)[0], theirs) <= 1
+    assert pil_difference(i2i.image_processor.postprocess(mine)[0], theirs) > 100  # the washed-out way
+
+    inpaint = emoji_pipeline(emoji_sd_folder, "StableDiffusionInpaintPipeline", "UniPCMultistepScheduler")
+    face, mask = load_emoji("grinning face", 64), ellipse_mask()
+    settings = dict(num_inference_steps=6, guidance_scale=3.0)
+    mine = loops["inpaint_by_hand"](
+        inpaint, "ghost", face, mask, generator=torch.Generator().manual_seed(0), **settings
+    )
+    theirs = inpaint(
+        "ghost", image=face, mask_image=mask, generator=torch.Generator().manual_seed(0), **settings
+    ).images[0]
+    assert pil_difference(loops["to_pil"](inpaint, mine)[0], theirs) <= 1
+    # and the notebook's figures use it: no [0, 1] tensor goes through postprocess's default
+    cells = [c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code"]
+    shown = [c for c in cells if "_by_hand(" in c and "show(" in c]
+    assert len(shown) == 2 and all("to_pil(" in c and "postprocess(mine" not in c for c in shown)
