@@ -391,6 +391,6 @@ def test_check_start_token_share(traced, capsys):
     assert not check_start_token_share(trace, 1 / 77 + 0.05)
     assert not check_start_token_share(trace, 1.5)
     assert not check_start_token_share(trace, None)
-    for wrong_type in ("a third", [0.1, 0.2], object()):
+    for wrong_type in ("a third", f"{share}", True, [0.1, 0.2], object()):
         assert not check_start_token_share(trace, wrong_type)
         assert "one number" in capsys.readouterr().out

@@ -79,6 +79,8 @@ def check_start_token_share(trace, answer: float | None, index: int = 0) -> bool
     """Pass when `answer` is the average attention probability that pixels give to <|startoftext|> (position 0)."""
     if answer is None:
         return not_attempted("the share of attention that goes to <|startoftext|>")
+    if isinstance(answer, (str, bytes, bool)):  # float("0.5") would pass text on as if it were the number
+        return verdict(False, "", f"{answer!r} is not one number: give the share as a float, e.g. 0.25, not text.")
     try:
         answer = float(answer)
     except (TypeError, ValueError, RuntimeError):
