@@ -728,10 +728,11 @@ def test_by_hand_pictures_are_the_pipelines_pictures(loops, emoji_sd_folder, app
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("task", ["img2img", "inpaint"])
 def test_by_hand_unet_inputs_have_the_pipelines_memory_layout(loops, emoji_sd_folder, apple, task):
-    """A full-size VAE on the CPU returns its latents in channels-last memory layout. The inpainting pipeline
-    copies them (repeat) into the default layout, image-to-image keeps the VAE's; the UNet's convolutions round
-    differently on the two (at 512 px, 2 steps: 9.6e-5 in the pixels, against 0.0 once the layouts agree). A VAE
-    in channels-last layout reproduces that here: the by-hand loops' UNet inputs must have the pipelines' strides."""
+    """image_processor.preprocess gives a channels-last view of the picture, so the VAE's latents are channels-last.
+    The inpainting pipeline copies them (repeat) into the default layout, image-to-image keeps the VAE's; the UNet
+    rounds differently on the two (full-size stand-in, 512 px, 2 steps: 9.6e-5 in the pixels; emoji model, 64 px:
+    3.2e-6; 0.0 once the layouts agree). The VAE itself in channels-last layout makes sure of it here, and
+    the by-hand loops' UNet inputs must have the pipelines' strides."""
     from course_utils.models.emoji import load_emoji
 
     cls = "StableDiffusionImg2ImgPipeline" if task == "img2img" else "StableDiffusionInpaintPipeline"
