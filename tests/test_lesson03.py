@@ -723,3 +723,36 @@ def test_by_hand_pictures_are_the_pipelines_pictures(loops, emoji_sd_folder, app
     cells = [c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code"]
     shown = [c for c in cells if "_by_hand(" in c and "show(" in c]
     assert len(shown) == 2 and all("to_pil(" in c and "postprocess(mine" not in c for c in shown)
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("task", ["img2img", "inpaint"])
+def test_by_hand_unet_inputs_have_the_pipelines_memory_layout(loops, emoji_sd_folder, apple, task):
+    """image_processor.preprocess gives a channels-last view of the picture, so the VAE's latents are channels-last.
+    The inpainting pipeline copies them (repeat) into the default layout, image-to-image keeps the VAE's; the UNet
+    rounds differently on the two (full-size stand-in, 512 px, 2 steps: 9.6e-5 in the pixels; emoji model, 64 px:
+    3.2e-6; 0.0 once the layouts agree). The VAE itself in channels-last layout makes sure of it here, and
+    the by-hand loops' UNet inputs must have the pipelines' strides."""
+    from course_utils.models.emoji import load_emoji
+
+    cls = "StableDiffusionImg2ImgPipeline" if task == "img2img" else "StableDiffusionInpaintPipeline"
+    pipe = emoji_pipeline(emoji_sd_folder, cls, "DDIMScheduler")
+    pipe.vae.to(memory_format=torch.channels_last)
+    image = apple if task == "img2img" else load_emoji("grinning face", 64)
+    kwargs = dict(strength=0.6) if task == "img2img" else dict(mask_image=ellipse_mask())
+    strides: dict[str, list] = {"mine": [], "theirs": []}
+    key = "mine"
+    hook = pipe.unet.register_forward_hook(lambda module, args, out: strides[key].append(args[0].stride()))
+    try:
+        settings = dict(num_inference_steps=4, guidance_scale=3.0, generator=torch.Generator().manual_seed(0))
+        if task == "img2img":
+            loops["img2img_by_hand"](pipe, "green apple", image, **kwargs, **settings)
+        else:
+            loops["inpaint_by_hand"](pipe, "ghost", image, kwargs["mask_image"], **settings)
+        key = "theirs"
+        settings["generator"] = torch.Generator().manual_seed(0)
+        pipe("ghost", image=image, output_type="pt", **kwargs, **settings)
+    finally:
+        hook.remove()
+    assert len(strides["mine"]) == len(strides["theirs"]) > 1
+    assert strides["mine"] == strides["theirs"]
