@@ -1,7 +1,7 @@
 """`TrainingConfig`: every setting of a DDPM training run in one dataclass, with a `smoke` preset (a tiny UNet at
-16 px that learns face-like blobs of the emoji faces in seconds on a CPU) and a `full` preset (the 128 px model of diffusers' "Train a diffusion model"
-tutorial), plus the UNet it
-describes and the mixed-precision choice for the machine at hand."""
+16 px that learns face-like blobs of the emoji faces in seconds on a CPU) and a `full` preset (the 128 px model of
+diffusers' "Train a diffusion model" tutorial), plus the UNet it describes and the mixed-precision choice for the
+machine at hand."""
 
 from __future__ import annotations
 
