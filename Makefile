@@ -87,9 +87,9 @@ bench: $(STAMP)
 # interruption, continues where it stopped. The UNet and decoder phases only need the vae phase: on two cores, run
 # them side by side.
 TRAIN_ENV := OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 COURSE_MODE=smoke
-DDPM_ARGS := --preset smoke --dataset emoji --image_size 32 --block_out_channels 32 64 64 --norm_num_groups 8 \
-	--train_batch_size 32 --max_steps 5000 --learning_rate 1e-3 --lr_warmup_steps 200 --ema_max_decay 0.999 \
-	--eval_batch_size 16 --num_inference_steps 50 --save_image_steps 1000 --checkpointing_steps 500 \
+DDPM_ARGS := --preset smoke --dataset emoji-faces --image_size 32 --block_out_channels 32 64 64 --norm_num_groups 8 \
+	--train_batch_size 16 --max_steps 2400 --learning_rate 2e-3 --lr_warmup_steps 100 --ema_max_decay 0.999 \
+	--eval_batch_size 16 --num_inference_steps 50 --save_image_steps 800 --checkpointing_steps 200 \
 	--logging_steps 50 --logger none --output_dir build/emoji-ddpm-train
 models: $(STAMP)
 	$(TRAIN_ENV) $(BIN)/python scripts/train_emoji_models.py vae --steps 900

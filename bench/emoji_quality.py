@@ -2,8 +2,8 @@
 
 - emoji-sd: generate 50 emoji names and rank the intended emoji among all 1,870 by pixel distance at 16 px
   (top-1, top-10, median rank; chance is 0.05%, 0.5% and 935);
-- emoji-ddpm: each sample's distance to its nearest training emoji, against the same for a random-weight model of
-  the same architecture and for pure noise;
+- emoji-ddpm: each sample's distance to its nearest training image (one of the yellow face emoji), against the same
+  for a random-weight model of the same architecture and for pure noise;
 - the VAE: reconstruction PSNR over all 1,870 emoji at 64 px.
 
     python bench/emoji_quality.py                  # everything (about 2 minutes on one CPU core)
@@ -62,16 +62,22 @@ def bench_vae(images: torch.Tensor) -> None:
 
 
 def bench_ddpm(images: torch.Tensor, count: int, steps: int) -> None:
-    """Nearest-training-image distance of DDIM samples: trained model vs random weights vs pure noise."""
+    """Nearest-face distance of DDIM samples: trained model vs random weights vs pure noise. emoji-ddpm is trained on
+    the yellow face emoji ('emoji-faces'), so its references are those faces (`images` holds all emoji, file order)."""
     from diffusers import DDIMPipeline, UNet2DModel
 
+    from course_utils.text_to_image import emoji_metadata
+    from course_utils.training.datasets import is_yellow_face
+
+    _, rows = emoji_metadata()
+    faces = images[[i for i, row in enumerate(rows) if is_yellow_face(row)]]
     folder = models_dir() / "emoji-ddpm"
     trained = DDIMPipeline.from_pretrained(folder, dtype=torch.float32)
     size = trained.unet.config.sample_size
-    references = torch.nn.functional.interpolate((images + 1) / 2, size=(size, size), mode="area")
+    references = torch.nn.functional.interpolate((faces + 1) / 2, size=(size, size), mode="area")
     torch.manual_seed(0)
     random_unet = UNet2DModel.from_config(trained.unet.config)
-    rows = {}
+    results = {}
     for name, unet in (("trained", trained.unet), ("random weights", random_unet)):
         pipe = DDIMPipeline(unet=unet, scheduler=trained.scheduler)
         pipe.set_progress_bar_config(disable=True)
@@ -79,13 +85,14 @@ def bench_ddpm(images: torch.Tensor, count: int, steps: int) -> None:
             batch_size=count, num_inference_steps=steps, generator=torch.Generator().manual_seed(0), output_type="pt"
         ).images
         samples = torch.as_tensor(samples)
-        rows[name] = q.nearest_distance(samples.permute(0, 3, 1, 2) if samples.shape[-1] == 3 else samples, references)
-    rows["uniform noise"] = q.nearest_distance(
+        samples = samples.permute(0, 3, 1, 2) if samples.shape[-1] == 3 else samples
+        results[name] = q.nearest_distance(samples, references)
+    results["uniform noise"] = q.nearest_distance(
         torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(0)), references
     )
-    for name, distances in rows.items():
+    for name, distances in results.items():
         print(
-            f"emoji-ddpm, {name:<15}: RMS distance to the nearest training emoji at 16 px, median "
+            f"emoji-ddpm, {name:<15}: RMS distance to the nearest of the {len(faces)} face emoji at 16 px, median "
             f"{distances.median():.3f} (mean {distances.mean():.3f}) over {count} samples, DDIM {steps} steps"
         )
 

@@ -83,8 +83,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--dataset",
         default=None,
-        help="'emoji' (shipped), 'flowers', 'butterflies', a hub id or a local imagefolder; default: butterflies "
-        "in full mode, emoji in smoke mode",
+        help="'emoji' (shipped), 'emoji-faces' (its ~100 yellow faces), 'flowers', 'butterflies', a hub id or a "
+        "local imagefolder; default: butterflies in full mode, emoji in smoke mode",
     )
     parser.add_argument("--resume", default=None, help="'latest' or a checkpoint folder")
     parser.add_argument("--stop_at_step", type=int, default=None, help="pause after this step (saves a checkpoint)")
@@ -110,13 +110,14 @@ def main(argv: list[str] | None = None) -> int:
     main_process = os.environ.get("RANK", "0") == "0"
     with contextlib.redirect_stdout(sys.stdout if main_process else io.StringIO()):  # one status block, not one per GPU
         course = course_utils.setup(mode=args.preset)
-    from course_utils.data import load_image_dataset, with_transform
+    from course_utils.data import with_transform
     from course_utils.training import process_state, train
+    from course_utils.training.datasets import load_training_dataset
 
     config = config_from_args(args, course.mode)
     name = args.dataset or ("butterflies" if course.mode == "full" else "emoji")
     with process_state().main_process_first():  # one process downloads and caches; the others then read the cache
-        dataset = load_image_dataset(name, hub_ok=course.hub_ok)
+        dataset = load_training_dataset(name, hub_ok=course.hub_ok)
     # Flips happen in the trainer (from its per-step generator), so a resumed run sees the same ones.
     dataset = with_transform(dataset, config.image_size, flip=False)
     try:

@@ -581,11 +581,14 @@ def test_exercise_checks_accept_right_answers_and_reject_wrong_ones(capsys):
 
 # ------------------------------------------------------------------------------------------------- it learns
 def test_tiny_model_learns_on_the_shipped_dataset(tmp_path):
-    """The smoke preset on the shipped emoji images, on CPU, 30 steps (about 4 s of CPU time): the mean loss of the
-    last 10 steps is clearly below that of the first 10 (an untrained model predicts ~0, so the loss starts near 1;
-    measured 0.86 -> 0.37)."""
+    """The smoke preset on the shipped emoji faces (lesson 05's smoke data), on CPU, 30 steps (about 2 s of CPU
+    time): the mean loss of the last 10 steps is clearly below that of the first 10 (an untrained model predicts ~0,
+    so the loss starts near 1)."""
     data = pytest.importorskip("course_utils.data")
-    dataset = data.with_transform(data.load_image_dataset("emoji", hub_ok=False), 32, flip=False)
+    from course_utils.training.datasets import load_training_dataset
+
+    faces = load_training_dataset("emoji-faces", hub_ok=False, verbose=False)
+    dataset = data.with_transform(faces, TrainingConfig.smoke().image_size, flip=False)
     config = TrainingConfig.smoke(
         output_dir=str(tmp_path / "run"),
         max_steps=30,
@@ -599,3 +602,76 @@ def test_tiny_model_learns_on_the_shipped_dataset(tmp_path):
     result = train(config, dataset)
     first, last = np.mean(result.losses[:10]), np.mean(result.losses[-10:])
     assert last < 0.75 * first, f"loss did not fall: first 10 steps {first:.3f}, last 10 steps {last:.3f}"
+
+
+# ------------------------------------------------------------------------------------------- the emoji faces
+def test_emoji_faces_are_the_yellow_faces_of_the_shipped_set():
+    """'emoji-faces' keeps about 100 yellow smileys: the smiling and worried faces, not cats, monkeys, skulls,
+    devils, costumes or the red/blue/green faces."""
+    pytest.importorskip("course_utils.data")
+    from course_utils.training.datasets import load_training_dataset
+
+    faces = load_training_dataset("emoji-faces", hub_ok=False, verbose=False)
+    captions = set(faces["text"])
+    assert 90 <= len(faces) <= 110
+    assert {"grinning face", "smiling face with heart-eyes", "thinking face", "angry face"} <= captions
+    for other in ("grinning cat", "see-no-evil monkey", "skull", "smiling face with horns", "clown face"):
+        assert other not in captions
+    assert not captions & {"hot face", "cold face", "face in clouds", "nauseated face"}
+    assert all(s.startswith("face-") for s in faces["subgroup"])
+
+
+def test_emoji_faces_needs_the_shipped_metadata_columns():
+    from datasets import Dataset
+
+    from course_utils.training.datasets import emoji_faces
+
+    with pytest.raises(ValueError, match="'subgroup'"):
+        emoji_faces(Dataset.from_dict({"text": ["grinning face"]}))
+
+
+def test_train_ddpm_script_knows_the_emoji_faces(monkeypatch):
+    """scripts/train_ddpm.py --dataset emoji-faces loads the faces through load_training_dataset."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("train_ddpm", ROOT / "scripts" / "train_ddpm.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    seen = {}
+
+    def fake_train(config, dataset, resume=None, stop_at_step=None):
+        seen["images"] = len(dataset)
+        raise KeyboardInterrupt("stopped by the test")
+
+    monkeypatch.setattr("course_utils.training.train", fake_train)
+    code = script.main(["--preset", "smoke", "--dataset", "emoji-faces", "--logger", "none"])
+    assert code == 130 and 90 <= seen["images"] <= 110
+
+
+# ------------------------------------------------------------------------------------- a notebook run again
+def test_a_rerun_continues_the_run_it_finds_and_scripts_still_get_the_error(tmp_path):
+    """Lesson 05 run twice in full mode: rerun_choice finds the finished run, train(resume='latest') loads it
+    again without training (same weights, same step), and train() without resume still refuses the folder."""
+    config = tiny_config(tmp_path, max_steps=4)
+    assert runs.rerun_choice(config.output_dir) is None  # nothing there yet: train from step 0
+    first = train(config, ShapeImages(8))
+    found = runs.rerun_choice(config.output_dir)
+    assert found == first.step == 4
+    assert runs.rerun_choice(config.output_dir, start_over=True) is None
+    before = weights(Path(config.output_dir))
+    again = train(config, ShapeImages(8), resume="latest")
+    assert again.step == again.total_steps == 4 and len(again.losses) == 4
+    assert_same(before, weights(Path(config.output_dir)))
+    with pytest.raises(FileExistsError, match="already holds a training run"):
+        train(config, ShapeImages(8))
+
+
+def test_a_rerun_of_a_paused_run_continues_from_its_checkpoint(tmp_path, straight_run):
+    """A notebook stopped mid-run and run again continues from the newest checkpoint, to the same weights."""
+    ref_config, ref = straight_run
+    config = ref_config.replace(output_dir=str(tmp_path / "run"))
+    train(config, ShapeImages(10), stop_at_step=3)
+    assert runs.rerun_choice(config.output_dir) == 3
+    result = train(config, ShapeImages(10), resume="latest")
+    assert result.step == 6
+    assert_same(weights(Path(ref.output_dir)), weights(Path(config.output_dir)))

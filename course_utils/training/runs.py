@@ -157,6 +157,16 @@ def holds_run(output_dir: str | Path) -> bool:
     return (folder / CONFIG_FILE).exists() or bool(checkpoints(folder)) or (folder / MODEL_FILES[0]).exists()
 
 
+def rerun_choice(output_dir: str | Path, start_over: bool = False) -> int | None:
+    """For a notebook that is run again: the step of the run already in output_dir that it should continue with
+    resume='latest' (its newest complete checkpoint), or None to train from step 0 (nothing to continue, or
+    start_over=True). train() itself keeps refusing a folder that holds a run, as a script should."""
+    if start_over:
+        return None
+    found = checkpoints(output_dir)
+    return checkpoint_step(found[-1]) if found else None
+
+
 def clear_run(output_dir: str | Path) -> None:
     """Delete what a previous run wrote into output_dir (and nothing else that may live there)."""
     folder = Path(output_dir)
