@@ -356,7 +356,10 @@ def _resume(output_dir: Path, resume: str | Path, unet, optimizer, lr_scheduler,
             f"resume={str(resume)!r}: no checkpoint there. Checkpoints in "
             f"{output_dir}: {listing}. Start without --resume, or pass one of those."
         )
-    saved = torch.load(folder / "state.pt", weights_only=False, map_location="cpu")
+    try:
+        saved = torch.load(folder / "state.pt", weights_only=False, map_location="cpu")
+    except Exception as err:  # cut short by a full disk or a killed copy: name the checkpoint and what to do
+        raise runs.unreadable_checkpoint(folder, err) from err
     set_peft_model_state_dict(unet, saved["lora"])
     optimizer.load_state_dict(saved["optimizer"])
     lr_scheduler.load_state_dict(saved["lr_scheduler"])
@@ -457,7 +460,9 @@ def train_lora(
 
     accelerator, dtype, why = _accelerator(config)
     accelerator.print(f"precision: {why}")
-    output_dir = Path(config.output_dir)
+    from course_utils.training import runs
+
+    output_dir = runs.require_writable_folder(config.output_dir)
     run = _setup_run(config, accelerator, dtype)
     unet = accelerator.unwrap_model(run["unet"])
     state = dict(step=0, history=[], seconds=0.0)

@@ -301,3 +301,17 @@ def test_distances():
     assert torch.allclose(lora.distance_to_targets(a, b), torch.tensor([0.0, 0.5]))
     distances, index = lora.nearest_in(b, a[:1].expand(3, -1, -1, -1).clone())
     assert torch.allclose(distances, torch.tensor([0.0, 0.5])) and index.tolist() == [0, 0]
+
+
+def test_a_truncated_lora_checkpoint_and_a_file_as_output_dir_are_explained(tmp_path, pipe):
+    script = load_script()
+    assert script.main(script_args(tmp_path / "paused", "--stop_at_step", "3")) == 0
+    from course_utils.training import runs
+
+    state = runs.checkpoints(tmp_path / "paused")[-1] / "state.pt"  # the one resume='latest' takes
+    state.write_bytes(state.read_bytes()[:1000])
+    with pytest.raises(RuntimeError, match=r"cannot be read .*cut short.*Delete that folder"):
+        script.main(script_args(tmp_path / "paused", "--resume", "latest"))
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(NotADirectoryError, match="is a file, not a folder"):
+        script.main(script_args(tmp_path / "a-file"))

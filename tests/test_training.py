@@ -675,3 +675,33 @@ def test_a_rerun_of_a_paused_run_continues_from_its_checkpoint(tmp_path, straigh
     result = train(config, ShapeImages(10), resume="latest")
     assert result.step == 6
     assert_same(weights(Path(ref.output_dir)), weights(Path(config.output_dir)))
+
+
+def test_an_output_dir_that_cannot_hold_a_run_is_refused_before_training(tmp_path):
+    file = tmp_path / "notes.txt"
+    file.write_text("not a folder")
+    with pytest.raises(NotADirectoryError, match=r"output_dir=.*notes.txt' is a file, not a folder"):
+        train(tiny_config(tmp_path).replace(output_dir=str(file)), ShapeImages(4))
+    with pytest.raises(NotADirectoryError, match=r"lies under .*notes.txt', which is a file"):
+        train(tiny_config(tmp_path).replace(output_dir=str(file / "run")), ShapeImages(4))
+
+
+def test_a_read_only_output_dir_is_refused_before_training(tmp_path, monkeypatch):
+    import tempfile
+
+    def read_only(*args, **kwargs):  # what a read-only folder or file system answers (root ignores chmod)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    with pytest.raises(PermissionError, match=r"output_dir=.*cannot write in .*Permission denied.*Choose a folder"):
+        runs.require_writable_folder(tmp_path / "run")
+
+
+def test_a_truncated_checkpoint_names_itself_and_what_to_do(tmp_path):
+    config = tiny_config(tmp_path).replace(max_steps=4, checkpointing_steps=2)
+    first = train(config, ShapeImages(4), stop_at_step=4)
+    weights_file = next(first.checkpoint.rglob("*.safetensors"))
+    weights_file.write_bytes(weights_file.read_bytes()[: weights_file.stat().st_size // 2])
+    with pytest.raises(RuntimeError, match=r"checkpoint-4' cannot be read .*cut short.*Delete that folder") as err:
+        train(config.replace(max_steps=6), ShapeImages(4), resume="latest")
+    assert "checkpoint-2" in str(err.value), "the earlier checkpoint to fall back on is named"

@@ -474,7 +474,10 @@ def _resume(accelerator, checkpoint: Path | None, ema, state: TrainState, say) -
     """Load a checkpoint: weights, optimizer, lr schedule, random states, EMA and the trainer's counters."""
     if checkpoint is None:
         return
-    accelerator.load_state(str(checkpoint))
+    try:
+        accelerator.load_state(str(checkpoint))
+    except Exception as err:  # a truncated safetensors or pickle file: name the checkpoint and what to do
+        raise runs.unreadable_checkpoint(Path(checkpoint), err) from err
     if ema is not None:
         ema.to(accelerator.device)  # loaded onto the CPU
     say(f"resumed from {checkpoint} at step {state.step}")

@@ -182,9 +182,46 @@ def config_differences(old: TrainingConfig, new: TrainingConfig) -> dict[str, tu
     return {k: (a[k], b[k]) for k in a if k not in RESUMABLE_CHANGES and a[k] != b.get(k)}
 
 
+def require_writable_folder(folder: str | Path, name: str = "output_dir") -> Path:
+    """Check, before any work, that `folder` is (or can become) a folder this user can write in: a clear error for a
+    path that is a file, lies under a file, or is read-only, instead of a raw error after minutes of training."""
+    import tempfile
+
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        where = "is a file" if existing == folder else f"lies under {str(existing)!r}, which is a file"
+        raise NotADirectoryError(
+            f"{name}={str(folder)!r} {where}, not a folder. Choose a folder path, e.g. 'outputs/run'."
+        )
+    try:
+        handle, probe = tempfile.mkstemp(dir=existing, prefix=".write-test-")
+    except OSError as err:
+        raise PermissionError(
+            f"{name}={str(folder)!r}: cannot write in {str(existing)!r} ({err.strerror or err}). Choose a folder you "
+            "can write to (on AutoDL, under /root/autodl-tmp), or fix its permissions."
+        ) from err
+    os.close(handle)
+    os.unlink(probe)
+    return folder
+
+
+def unreadable_checkpoint(checkpoint: Path, err: Exception) -> RuntimeError:
+    """The error for a checkpoint that exists but cannot be loaded (cut short by a full disk, a killed copy...)."""
+    others = [c.name for c in checkpoints(checkpoint.parent.parent) if c != checkpoint]
+    earlier = f" Earlier checkpoints: {', '.join(others)}." if others else " There is no earlier checkpoint."
+    return RuntimeError(
+        f"Checkpoint {str(checkpoint)!r} cannot be read ({type(err).__name__}: {str(err).splitlines()[0][:200]}). "
+        "A file in it is probably cut short: a full disk, or a copy that did not finish. Delete that folder and "
+        f"resume again (resume='latest' then takes the newest complete one), or pass resume=<an earlier one>.{earlier}"
+    )
+
+
 def check_output_dir(config: TrainingConfig, resume: str | Path | None) -> Path | None:
     """Before a run: refuse to mix two runs in one folder; return the checkpoint to resume from (or None)."""
-    folder = Path(config.output_dir)
+    folder = require_writable_folder(config.output_dir)
     if resume is None:
         if holds_run(folder) and not config.overwrite_output_dir:
             found = checkpoints(folder)
