@@ -4,7 +4,6 @@ the VAE's loss and its scaling factor, the denoising loss with caption dropout, 
 
 from __future__ import annotations
 
-import inspect
 import json
 from pathlib import Path
 
@@ -162,20 +161,28 @@ def min_snr_weight(scheduler, timesteps: torch.Tensor, snr_gamma: float = 5.0) -
 
 
 # --------------------------------------------------------------------------------------------------- the pipeline
-def assemble_pipeline(vae, text_encoder, tokenizer, unet):
-    """The parts as a StableDiffusionPipeline with no safety checker and the shipped emoji-sd's scheduler: UniPC on
-    SD 1.x's noise schedule. The saved folder names this scheduler, so every from_pretrained samples with it; SD 1.x's
-    PNDM needs about 50 steps on this small model, UniPC draws it well from about 10."""
-    from diffusers import StableDiffusionPipeline, UniPCMultistepScheduler
+def emoji_scheduler():
+    """The scheduler emoji-sd ships: UniPC on SD 1.x's noise schedule, made as the diffusers docs swap it in
+    (`UniPCMultistepScheduler.from_config(pipe.scheduler.config)`). from_config keeps SD's keys that UniPC does not
+    use (clip_sample=False, set_alpha_to_one=False, skip_prk_steps=True), so DDIM and PNDM made from this config get
+    SD's settings, not their defaults (DDIM's clip_sample=True would clip the latents and draw no picture)."""
+    from diffusers import UniPCMultistepScheduler
 
-    accepted = inspect.signature(UniPCMultistepScheduler.__init__).parameters  # PNDM-only keys are left out
-    schedule = {key: value for key, value in arch.SD_SCHEDULER_CONFIG.items() if key in accepted}
+    return UniPCMultistepScheduler.from_config(arch.SD_SCHEDULER_CONFIG)
+
+
+def assemble_pipeline(vae, text_encoder, tokenizer, unet):
+    """The parts as a StableDiffusionPipeline with no safety checker and the shipped emoji-sd's scheduler (see
+    emoji_scheduler). The saved folder names this scheduler, so every from_pretrained samples with it; SD 1.x's PNDM
+    needs about 50 steps on this small model."""
+    from diffusers import StableDiffusionPipeline
+
     return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=UniPCMultistepScheduler(**schedule),
+        scheduler=emoji_scheduler(),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

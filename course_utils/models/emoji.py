@@ -103,14 +103,9 @@ def write_emoji_scheduler(folder: Path) -> None:
     small model PNDM breaks up at the pipeline's default guidance of 7.5 unless it takes about 50 steps: at 25 steps
     the intended emoji is among the 10 nearest for 44% of captions with PNDM and 96% with UniPC
     (bench/emoji_quality.py)."""
-    from diffusers import UniPCMultistepScheduler
+    from course_utils.text_to_image import emoji_scheduler
 
-    from course_utils.models import architectures as arch
-
-    # from_config keeps SD's keys that UniPC does not use (clip_sample=False, set_alpha_to_one=False,
-    # skip_prk_steps=True), as a swap on the real repo does: DDIM and PNDM made with .from_config(scheduler.config)
-    # then get SD's settings, not their defaults (DDIM's clip_sample=True clips the latents and draws no picture).
-    UniPCMultistepScheduler.from_config(arch.SD_SCHEDULER_CONFIG).save_pretrained(folder / "scheduler")
+    emoji_scheduler().save_pretrained(folder / "scheduler")
     index_file = folder / "model_index.json"
     index = json.loads(index_file.read_text())
     index["scheduler"] = ["diffusers", "UniPCMultistepScheduler"]
