@@ -212,8 +212,9 @@ def unreadable_checkpoint(checkpoint: Path, err: Exception) -> RuntimeError:
     """The error for a checkpoint that exists but cannot be loaded (cut short by a full disk, a killed copy...)."""
     others = [c.name for c in checkpoints(checkpoint.parent.parent) if c != checkpoint]
     earlier = f" Earlier checkpoints: {', '.join(others)}." if others else " There is no earlier checkpoint."
+    first_line = (str(err).splitlines() or ["no message"])[0][:200]
     return RuntimeError(
-        f"Checkpoint {str(checkpoint)!r} cannot be read ({type(err).__name__}: {str(err).splitlines()[0][:200]}). "
+        f"Checkpoint {str(checkpoint)!r} cannot be read ({type(err).__name__}: {first_line}). "
         "A file in it is probably cut short: a full disk, or a copy that did not finish. Delete that folder and "
         f"resume again (resume='latest' then takes the newest complete one), or pass resume=<an earlier one>.{earlier}"
     )
