@@ -38,3 +38,17 @@ def notebook_definitions(notebook: str | Path, marker: str, names: set[str], **n
     assert found == names, f"missing in the cell with {marker!r}: {names - found}"
     exec(compile(ast.Module(body=chosen, type_ignores=[]), str(notebook), "exec"), namespace)
     return namespace
+
+
+def execute_notebook(path: str | Path, **env: str):
+    """Execute a whole lesson in a fresh kernel, in the notebooks/ folder, with `env` added to the environment;
+    return the notebook with its outputs."""
+    import os
+
+    from nbclient import NotebookClient
+
+    path = Path(path)
+    nb = nbformat.read(path, as_version=4)
+    where = {"metadata": {"path": str(path.parent)}}
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources=where).execute(env={**os.environ, **env})
+    return nb

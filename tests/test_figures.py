@@ -4,11 +4,11 @@ switches a notebook kernel to the inline backend for the lesson's own plt.show()
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
+from notebook_code import execute_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSON = ROOT / "notebooks" / "04_datasets.ipynb"  # the quickest lesson with figures of every kind
@@ -16,17 +16,8 @@ FIGURE_CALL = re.compile(r"^\s*(show|plt\.show|plot_\w+|show_\w+)\(|^\s*[\w.]*\b
 
 
 @pytest.fixture(scope="module")
-def executed(tmp_path_factory):
-    import nbformat
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(LESSON, as_version=4)
-    env = {**os.environ, "MPLBACKEND": "Agg", "COURSE_MODE": "smoke", "HF_HUB_OFFLINE": "1"}
-    client = NotebookClient(
-        nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(LESSON.parent)}}
-    )
-    client.execute(env=env)
-    return nb
+def executed():
+    return execute_notebook(LESSON, MPLBACKEND="Agg", COURSE_MODE="smoke", HF_HUB_OFFLINE="1")
 
 
 def _images(cell) -> int:

@@ -4,27 +4,18 @@ every loop cut to 2 steps. Lesson 04 is the quickest to rehearse (about 20 s); i
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from notebook_code import execute_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
 LESSON = ROOT / "notebooks" / "04_datasets.ipynb"
 
 
 def test_lesson_04_rehearses_in_full_mode(tmp_path):
-    import nbformat
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(LESSON, as_version=4)
-    env = {
-        **os.environ,
-        "COURSE_MODE": "full",
-        "COURSE_REHEARSAL": "1",
-        "HF_HUB_OFFLINE": "1",
-        "HF_HOME": str(tmp_path / "hf-home"),
-    }
-    where = {"metadata": {"path": str(LESSON.parent)}}
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources=where).execute(env=env)
+    nb = execute_notebook(
+        LESSON, COURSE_MODE="full", COURSE_REHEARSAL="1", HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf-home")
+    )
     status = "".join(output.get("text", "") for output in nb.cells[1].outputs)
     assert "mode      : full" in status and "REHEARSAL" in status, status
     figures = sum("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
