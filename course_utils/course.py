@@ -147,14 +147,15 @@ def unusable_gpu() -> str:
 
 
 def pick_dtype(device: str, mode: str):
-    """bf16 on GPUs that support it, fp16 on older GPUs and MPS, fp32 on CPU and always in smoke mode."""
+    """The course's precision rule (training/runtime.py): bf16 on GPUs that support it, fp16 on older GPUs and MPS,
+    fp32 on CPU; and fp32 always in smoke mode."""
     import torch
 
-    if mode == "smoke" or device == "cpu":
+    from course_utils.training.runtime import best_precision, has_bf16, weight_dtype
+
+    if mode == "smoke":
         return torch.float32
-    if device == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    return torch.float16
+    return weight_dtype(best_precision(device, has_bf16(device)))
 
 
 def pick_mode(mode: str | None, device: str) -> str:

@@ -1,8 +1,9 @@
 """Train the course's text-to-image emoji model (data/models/emoji-sd) from the shipped emoji, phase by phase.
 
-Each phase saves a checkpoint every --save_every steps and on Ctrl-C, and continues from it when run again, so a long
-run survives interruptions. Run from the repository root, one phase at a time (two phases can run side by side on two
-cores: `decoder` and `unet` both need only the `vae` phase's output):
+Each phase saves a checkpoint every --save_every steps and on Ctrl-C or SIGTERM (in <work_dir>/<phase>/checkpoints,
+written atomically by the course's training runtime), and continues from the newest one when run again, so a long run
+survives interruptions, even a kill during a save. Run from the repository root, one phase at a time (two phases can
+run side by side on two cores: `decoder` and `unet` both need only the `vae` phase's output):
 
   python scripts/train_emoji_models.py vae --steps 900        # encoder + decoder; then the latents and scaling factor
   python scripts/train_emoji_models.py decoder --steps 2500   # the decoder alone; the latents stay fixed
@@ -19,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import signal
 import sys
 import time
 from pathlib import Path
@@ -30,7 +30,7 @@ import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from course_utils import text_to_image as t2i  # noqa: E402
-from course_utils.training import step_generator  # noqa: E402
+from course_utils.training import runs, runtime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SETTINGS = {  # batch size, peak learning rate and warm-up steps of each phase
@@ -38,24 +38,6 @@ SETTINGS = {  # batch size, peak learning rate and warm-up steps of each phase
     "decoder": dict(batch_size=32, lr=5e-4, warmup=50),
     "unet": dict(batch_size=64, lr=6e-4, warmup=200, caption_dropout=0.1, ema_decay=0.999),
 }
-
-
-class Interrupt:
-    """Turns Ctrl-C / SIGTERM into a flag the loop checks, so the phase saves a checkpoint before it stops."""
-
-    def __init__(self) -> None:
-        self.stop = False
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        self.stop = True
-
-
-def _save(path: Path, state: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # a kill during the save leaves the previous checkpoint intact
 
 
 def _lr_lambda(warmup: int):
@@ -67,53 +49,61 @@ def _log(work: Path, phase: str, **values) -> None:
         f.write(json.dumps({"phase": phase, "time": time.time(), **values}) + "\n")
 
 
+def _resume(run_dir: Path, phase: str, models: dict, optimizer, scheduler, extra) -> tuple[int, float]:
+    """Load the phase's newest complete checkpoint, if there is one; return (step, seconds of training so far)."""
+    found = runs.checkpoints(run_dir)
+    if not found:
+        return 0, 0.0
+    state = runtime.read_state_file(found[-1])
+    for name, model in models.items():
+        model.load_state_dict(state[name])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if extra is not None:
+        extra.load_state_dict(state["extra"])
+    print(f"{phase}: resumed at step {state['step']} ({state['seconds'] / 60:.1f} min of training so far)")
+    return state["step"], state["seconds"]
+
+
 def _loop(phase: str, work: Path, steps: int, save_every: int, params, models: dict, step_fn, extra=None) -> int:
-    """The shared loop: AdamW with warm-up, resume from work/<phase>.pt, save every save_every steps and on stop."""
+    """The shared loop: AdamW with warm-up, resume from the newest checkpoint in work/<phase>/checkpoints, save every
+    save_every steps and on Ctrl-C or SIGTERM (the course's runtime writes each checkpoint atomically)."""
     settings = SETTINGS[phase]
     optimizer = torch.optim.AdamW(params, lr=settings["lr"], weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(settings["warmup"]))
-    ckpt_path = work / f"{phase}.pt"
-    step, seconds = 0, 0.0
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, weights_only=False)
-        for name, model in models.items():
-            model.load_state_dict(state[name])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if extra is not None:
-            extra.load_state_dict(state["extra"])
-        step, seconds = state["step"], state["seconds"]
-        print(f"{phase}: resumed at step {step} ({seconds / 60:.1f} min of training so far)")
+    run_dir = work / phase
+    step, seconds = _resume(run_dir, phase, models, optimizer, scheduler, extra)
 
     def save() -> None:
         state = {name: model.state_dict() for name, model in models.items()}
         state.update(optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(), step=step, seconds=seconds)
         if extra is not None:
             state["extra"] = extra.state_dict()
-        _save(ckpt_path, state)
+        runtime.save_checkpoint(run_dir, step, lambda folder: runtime.write_state_file(folder, state), keep=2)
 
-    stop = Interrupt()
     bar = tqdm(total=steps, initial=step, desc=phase, mininterval=10)
-    while step < steps and not stop.stop:
-        started = time.perf_counter()
-        loss = step_fn(step, step_generator(0, step))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        scheduler.step()
-        if extra is not None:
-            extra.step(params)
-        step += 1
-        seconds += time.perf_counter() - started
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-        if step % 50 == 0:
-            _log(work, phase, step=step, loss=loss.item(), seconds=seconds)
-        if step % save_every == 0:
+    with runtime.StopRequest(print) as stop:
+        while step < steps and not stop.requested():
+            started = time.perf_counter()
+            loss = step_fn(step, runtime.step_generator(0, step))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            if extra is not None:
+                extra.step(params)
+            step += 1
+            seconds += time.perf_counter() - started
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+            if step % 50 == 0:
+                _log(work, phase, step=step, loss=loss.item(), seconds=seconds)
+            if step % save_every == 0:
+                save()
+        bar.close()
+        if step % save_every:
             save()
-    bar.close()
-    save()
     print(f"{phase}: step {step} of {steps}, {seconds / 60:.1f} min of training")
     return step
 

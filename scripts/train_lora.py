@@ -37,7 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
 import course_utils  # noqa: E402  (before any Hugging Face import: it configures the hub)
-from course_utils.lora import LoraTrainingConfig, train_lora  # noqa: E402
+from course_utils.training.lora import LoraTrainingConfig, train_lora  # noqa: E402
 
 _TYPES = {"int": int, "float": float, "str": str}
 

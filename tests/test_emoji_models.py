@@ -15,6 +15,7 @@ from course_utils.models.emoji import FOR_KIND, load_emoji, used_token_ids, zero
 from course_utils.models.registry import MODELS
 from course_utils.models.resolve import resolve
 from course_utils.text_to_image import load_emoji_tensors
+from course_utils.training import runs
 
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET_MB = 25
@@ -168,7 +169,7 @@ def test_training_script_runs_every_phase_and_resumes_exactly(tmp_path):
     run_phase("unet", "--steps", "4", "--work_dir", str(straight), *quick)
     run_phase("unet", "--steps", "2", "--work_dir", str(split), *quick)
     assert "resumed at step 2" in run_phase("unet", "--steps", "4", "--work_dir", str(split), *quick)
-    a, b = (torch.load(w / "unet.pt", weights_only=False) for w in (straight, split))
+    a, b = (torch.load(runs.checkpoints(w / "unet")[-1] / "state.pt", weights_only=False) for w in (straight, split))
     assert all(torch.equal(a["unet"][k], b["unet"][k]) for k in a["unet"]), "a resumed run must give the same weights"
     assert all(torch.equal(x, y) for x, y in zip(a["extra"]["shadow_params"], b["extra"]["shadow_params"]))
     run_phase("decoder", "--steps", "2", "--work_dir", str(split), *quick)

@@ -10,8 +10,8 @@ import nbformat
 import pytest
 import torch
 
-from course_utils import lora
 from course_utils.exercises.lesson08_lora import check_fused_weight, check_lora_count, check_lora_forward
+from course_utils.training import lora as lora_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "08_lora_finetuning.ipynb"
@@ -102,7 +102,7 @@ def test_the_notebook_loop_trains_the_same_lora_as_the_trainer(tmp_path, emoji_s
     namespace = run_notebook_training(3)
     notebook_lora = get_lora(namespace["accelerator"].unwrap_model(namespace["unet"]))
 
-    config = lora.LoraTrainingConfig(
+    config = lora_trainer.LoraTrainingConfig(
         pretrained=str(emoji_sd_folder),
         data_dir=str(namespace["data_dir"]),
         output_dir=str(tmp_path / "run"),
@@ -113,7 +113,7 @@ def test_the_notebook_loop_trains_the_same_lora_as_the_trainer(tmp_path, emoji_s
         lr_warmup_steps=0,
         checkpointing_steps=100,
     )
-    result = lora.train_lora(config, progress=False)
+    result = lora_trainer.train_lora(config, progress=False)
     trainer_lora = get_lora_file(result.lora_path)
     assert notebook_lora.keys() == trainer_lora.keys()
     moved = max((notebook_lora[k] - trainer_lora[k]).abs().max().item() for k in notebook_lora)
@@ -122,7 +122,7 @@ def test_the_notebook_loop_trains_the_same_lora_as_the_trainer(tmp_path, emoji_s
 
 
 def get_lora(unet) -> dict:
-    return {k: v.detach().float() for k, v in lora.lora_state_dict(unet).items()}
+    return {k: v.detach().float() for k, v in lora_trainer.lora_state_dict(unet).items()}
 
 
 def get_lora_file(path) -> dict:

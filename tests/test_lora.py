@@ -14,6 +14,7 @@ from PIL import Image
 
 from course_utils import lora
 from course_utils.exercises.lesson08_lora import expected_lora_count
+from course_utils.training import lora as lora_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 CONCEPT = ROOT / "data" / "lora-concepts" / "inverted"
@@ -138,7 +139,7 @@ def save_random_lora(unet, folder: Path, rank: int = 4, seed: int = 0) -> Path:
         for name, p in unet.named_parameters():
             if "lora_B" in name:
                 p.copy_(torch.randn(p.shape, generator=generator) * 0.05)
-    StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=lora.lora_state_dict(unet))
+    StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=lora_trainer.lora_state_dict(unet))
     return folder
 
 
@@ -192,13 +193,15 @@ def test_save_load_fuse_unfuse_round_trip(pipe, emoji_sd_folder, tmp_path):
         assert (fused - with_lora).abs().max() < 0.02  # merged weights: the same picture, up to rounding
         assert (unfused - with_lora).abs().max() < 1e-3  # unfused: back to the adapter's picture
         pipe.set_adapters(["test"], adapter_weights=[0.0])
-        assert (lora.generate(pipe, prompts, **kwargs) - base).abs().max() < 1e-5  # weight 0: no LoRA
-        pipe.disable_lora()  # the LoRA layers skipped: the original picture, up to float rounding
-        assert (lora.generate(pipe, prompts, **kwargs) - base).abs().max() < 1e-5
+        # weight 0: no LoRA. Not exactly the base picture: fuse + unfuse added and took away B @ A in fp32, which
+        # leaves rounding in the base weights (1.6e-5 seen on one CPU); an active LoRA differs by more than 0.1.
+        assert (lora.generate(pipe, prompts, **kwargs) - base).abs().max() < 1e-4
+        pipe.disable_lora()  # the LoRA layers skipped: the original picture, up to that rounding
+        assert (lora.generate(pipe, prompts, **kwargs) - base).abs().max() < 1e-4
     finally:
         pipe.unload_lora_weights()
     unloaded = lora.generate(pipe, prompts, **kwargs)
-    assert (unloaded - base).abs().max() < 1e-5  # the model is the original again
+    assert (unloaded - base).abs().max() < 1e-4  # the model is the original again, up to the same rounding
 
 
 # -------------------------------------------------------------------------------------- the trainer
@@ -249,7 +252,7 @@ def test_the_script_trains_and_resumes_exactly(tmp_path, pipe):
 
 def test_the_trainer_trains_only_the_lora(tmp_path, emoji_sd_folder):
     """After a step, the frozen text encoder and VAE have no gradients and only LoRA weights train."""
-    cfg = lora.LoraTrainingConfig(
+    cfg = lora_trainer.LoraTrainingConfig(
         pretrained=str(emoji_sd_folder),
         data_dir=str(CONCEPT / "train"),
         output_dir=str(tmp_path),
@@ -257,9 +260,9 @@ def test_the_trainer_trains_only_the_lora(tmp_path, emoji_sd_folder):
         max_train_steps=1,
         train_batch_size=2,
     )
-    accelerator, dtype, _ = lora._accelerator(cfg)
-    run = lora._setup_run(cfg, accelerator, dtype)
-    lora._train_step(cfg, run, accelerator, 0)
+    accelerator, dtype, _ = lora_trainer._accelerator(cfg)
+    run = lora_trainer._setup_run(cfg, accelerator, dtype)
+    lora_trainer._train_step(cfg, run, accelerator, 0)
     for part in ("text_encoder", "vae"):
         params = list(run[part].parameters())
         assert not any(p.requires_grad for p in params), f"the {part} is not frozen"
@@ -285,14 +288,16 @@ def test_the_trainer_refuses_bad_input(tmp_path, emoji_sd_folder):
         max_train_steps=1,
     )
     with pytest.raises(ValueError, match="rank=0: the LoRA rank must be at least 1"):
-        lora.train_lora(lora.LoraTrainingConfig(**base, rank=0), progress=False)
+        lora_trainer.train_lora(lora_trainer.LoraTrainingConfig(**base, rank=0), progress=False)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="No images in"):
-        lora.train_lora(lora.LoraTrainingConfig(**{**base, "data_dir": str(tmp_path / "empty")}), progress=False)
+        lora_trainer.train_lora(
+            lora_trainer.LoraTrainingConfig(**{**base, "data_dir": str(tmp_path / "empty")}), progress=False
+        )
     with pytest.raises(ValueError, match=r"\['attn'\] are not layers"):
-        lora.train_lora(lora.LoraTrainingConfig(**base, target_modules=("attn",)), progress=False)
-    with pytest.raises(FileNotFoundError, match="no checkpoint there"):
-        lora.train_lora(lora.LoraTrainingConfig(**base), resume="latest", progress=False)
+        lora_trainer.train_lora(lora_trainer.LoraTrainingConfig(**base, target_modules=("attn",)), progress=False)
+    with pytest.raises(FileNotFoundError, match="holds no checkpoint yet"):
+        lora_trainer.train_lora(lora_trainer.LoraTrainingConfig(**base), resume="latest", progress=False)
 
 
 def test_distances():

@@ -1,7 +1,7 @@
 """`TrainingConfig`: every setting of a DDPM training run in one dataclass, with a `smoke` preset (a tiny UNet at
 16 px that learns face-like blobs of the emoji faces in seconds on a CPU) and a `full` preset (the 128 px model of
-diffusers' "Train a diffusion model" tutorial), plus the UNet it describes and the mixed-precision choice for the
-machine at hand."""
+diffusers' "Train a diffusion model" tutorial), plus the UNet it describes. The precision rule itself is in
+training/runtime.py."""
 
 from __future__ import annotations
 
@@ -267,29 +267,3 @@ def make_unet(config: TrainingConfig):
     from diffusers import UNet2DModel
 
     return UNet2DModel(**config.unet_kwargs())
-
-
-def choose_mixed_precision(requested: str, device_type: str, bf16_supported: bool) -> tuple[str, str]:
-    """Map a request (auto/no/fp16/bf16) to what this device can do; return (choice, a sentence saying why)."""
-    require_choice("mixed_precision", requested, MIXED_PRECISION)
-    if device_type != "cuda":
-        if requested == "fp16":
-            return "no", (
-                f"mixed_precision='fp16' needs a CUDA GPU; this run uses fp32 on {device_type} instead "
-                "(fp16 kernels such as LayerNorm do not exist on CPU)."
-            )
-        if requested == "bf16":
-            return "bf16", f"bf16 autocast on {device_type}: it works, but is usually slower than fp32 there."
-        return "no", f"fp32 on {device_type} (mixed precision only pays off on a GPU)."
-    if requested == "auto":
-        if bf16_supported:
-            return "bf16", "bf16 autocast: this GPU supports bfloat16, which needs no loss scaling."
-        return "fp16", "fp16 autocast with a gradient scaler: this GPU has no bfloat16 (e.g. V100, T4)."
-    if requested == "bf16" and not bf16_supported:
-        return (
-            "fp16",
-            "mixed_precision='bf16' requested, but this GPU has no bfloat16: using fp16 with a gradient scaler.",
-        )
-    if requested == "no":
-        return "no", "fp32 (mixed precision switched off)."
-    return requested, f"{requested} autocast" + (" with a gradient scaler." if requested == "fp16" else ".")

@@ -5,13 +5,13 @@ N steps, exact resume, a checkpoint on Ctrl-C, and the final model saved for `DD
 The same `train()` runs in a notebook and under `accelerate launch scripts/train_ddpm.py` on several GPUs.
 How resume stays exact: each step draws its noise, timesteps and flips from a generator seeded by (seed, step,
 process), never from the global random state; batches come from accelerate's seedable sampler (set_epoch per epoch,
-skip_first_batches after a resume); the EMA and the trainer's counters are saved with accelerator.save_state."""
+skip_first_batches after a resume); the EMA and the trainer's counters are saved with accelerator.save_state.
+What every trainer of the course shares (the precision rule, the accelerator, the step generator, the Ctrl-C
+handler, atomic checkpoints) is in runtime.py."""
 
 from __future__ import annotations
 
 import math
-import signal
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,20 +22,12 @@ import torch
 import torch.nn.functional as F
 
 from course_utils.data import make_dataloader
-from course_utils.training import runs
-from course_utils.training.config import TrainingConfig, choose_mixed_precision, make_unet
+from course_utils.training import runs, runtime
+from course_utils.training.config import TrainingConfig, make_unet
+from course_utils.training.runtime import StopRequest, step_generator
 
 
 # ----------------------------------------------------------------------------------------------- the training step
-def step_generator(seed: int, step: int, process_index: int = 0, device: str | torch.device = "cpu") -> torch.Generator:
-    """A generator seeded by (seed, step, process): a step's random draws do not depend on anything that came before."""
-    import numpy as np
-
-    state = int(np.random.SeedSequence([seed, step, process_index]).generate_state(1, dtype=np.uint64)[0])
-    device = torch.device(device)
-    return torch.Generator(device="cpu" if device.type == "mps" else device).manual_seed(state)
-
-
 def random_flips(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Mirror each image left-right with probability 1/2 (data augmentation), drawing from `generator`."""
     flip = torch.rand(images.shape[0], generator=generator, device=generator.device) < 0.5
@@ -174,86 +166,16 @@ class TrainResult:
         return self.step >= self.total_steps
 
 
-class StopRequest:
-    """Ctrl-C / SIGINT asks the run to stop after the current step and save a checkpoint; a second Ctrl-C stops at
-    once."""
-
-    def __init__(self, say=print):
-        self.flag, self.say, self.previous, self.first = False, say, None, 0.0
-
-    def _handle(self, signum, frame) -> None:
-        # A launcher (torchrun, accelerate launch) forwards the terminal's Ctrl-C: ignore a copy within a second.
-        if self.flag and time.monotonic() - self.first > 1.0:
-            raise KeyboardInterrupt("second Ctrl-C: stopped at once, without saving")
-        if self.flag:
-            return
-        self.flag, self.first = True, time.monotonic()
-        self.say(
-            "\nCtrl-C: finishing this step (with several processes: up to the next logging step), then saving a "
-            "checkpoint (press again to stop at once, unsaved)."
-        )
-
-    def __enter__(self) -> "StopRequest":
-        if threading.current_thread() is threading.main_thread():  # signal handlers only work there
-            self.previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
-
-    def requested(self, accelerator) -> bool:
-        """True once any process saw Ctrl-C (all processes agree, so they stop at the same step)."""
-        if accelerator.num_processes == 1:
-            return self.flag
-        flag = torch.tensor([float(self.flag)], device=accelerator.device)
-        return bool(accelerator.gather(flag).max() > 0)
-
-
-def process_state():
-    """accelerate's state of this process (device, rank, world size), created once; CPU processes need cpu=True."""
-    import os
-
-    from accelerate import PartialState
-    from accelerate.utils import parse_flag_from_env
-
-    # `accelerate launch --cpu` sets ACCELERATE_USE_CPU; torchrun on a machine without CUDA sets only WORLD_SIZE.
-    several = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU") or (several and not torch.cuda.is_available()))
-
-
 def make_accelerator(config: TrainingConfig):
-    """An Accelerator for this config: precision for the device, accumulation, TensorBoard, seedable data order."""
-    from accelerate import Accelerator, DataLoaderConfiguration
-    from accelerate.state import AcceleratorState, GradientState
-    from accelerate.utils import ProjectConfiguration
-
-    # accelerate keeps one state per process; forget the last run's so a notebook can call train() again with other
-    # settings
-    AcceleratorState._reset_state()
-    GradientState._reset_state()
-    device = process_state().device
-    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    precision, why = choose_mixed_precision(config.mixed_precision, device.type, bf16)
-    log_with = None
-    if config.logger == "tensorboard":
-        try:
-            import tensorboard  # noqa: F401  (accelerate's tracker needs it)
-
-            log_with = "tensorboard"
-        except ImportError:
-            why += " TensorBoard is not installed, so the loss is only kept for plot_loss()."
-    accelerator = Accelerator(
-        mixed_precision=precision,
+    """The run's Accelerator (runtime.make_accelerator): precision for the device, accumulation, TensorBoard logs in
+    <output_dir>/logs, and a data order seeded by config.seed."""
+    return runtime.make_accelerator(
+        config.mixed_precision,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
-        log_with=log_with,
-        project_config=ProjectConfiguration(
-            project_dir=config.output_dir, logging_dir=str(Path(config.output_dir) / runs.LOGS)
-        ),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=config.seed),
-        step_scheduler_with_optimizer=False,  # we step the lr schedule once per optimizer step, on every process
+        output_dir=config.output_dir,
+        tensorboard=config.logger == "tensorboard",
+        data_seed=config.seed,
     )
-    return accelerator, why
 
 
 @contextmanager
@@ -317,21 +239,10 @@ def _save_samples(accelerator, unet, ema, noise_scheduler, config: TrainingConfi
 
 
 def _save_checkpoint(accelerator, config: TrainingConfig, step: int) -> Path:
-    """accelerator.save_state into a hidden folder, renamed to checkpoints/checkpoint-<step> once
-    complete (a run killed while saving leaves no half-written checkpoint), then keep only the
-    newest ones."""
-    folder = runs.checkpoint_folder(config.output_dir, step)
-    partial = runs.partial_folder(folder)
-    if accelerator.is_main_process:
-        runs.remove_partial_checkpoints(config.output_dir)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        runs.publish_checkpoint(partial, folder)
-        runs.prune_checkpoints(config.output_dir, config.checkpoints_total_limit)
-    accelerator.wait_for_everyone()
-    return folder
+    """accelerator.save_state into checkpoints/checkpoint-<step>, written atomically by the runtime, keeping the
+    newest checkpoints_total_limit."""
+    write = lambda folder: accelerator.save_state(str(folder))  # noqa: E731  (collective: every process calls it)
+    return runtime.save_checkpoint(config.output_dir, step, write, config.checkpoints_total_limit, accelerator)
 
 
 def stop_if_not_finite(losses: list[tuple[int, float]], config: TrainingConfig, mixed_precision: str) -> None:
@@ -614,21 +525,29 @@ def _save_model(
 
 
 # ------------------------------------------------------------------------------------------------------- the loop
-def train(
-    config: TrainingConfig,
-    dataset,
-    model=None,
-    noise_scheduler=None,
-    resume: str | Path | None = None,
-    stop_at_step: int | None = None,
-) -> TrainResult:
-    """Train a UNet2DModel to predict the noise added to `dataset`'s images ({'images': tensor in [-1, 1]}).
+@dataclass
+class Run:
+    """Everything train() sets up: the accelerator, the prepared model, data, optimizer and schedule, the EMA, the
+    counters, and the checkpoint it resumed from."""
 
-    resume='latest' (or a checkpoint folder) continues a run exactly; stop_at_step pauses it like Ctrl-C does."""
+    accelerator: Any
+    model: Any  # as prepared by accelerate (wrapped with several processes)
+    unet: Any  # the model itself, unwrapped
+    noise_scheduler: Any
+    dataloader: Any
+    optimizer: Any
+    lr_scheduler: Any
+    ema: Any
+    state: TrainState
+    total_steps: int
+    checkpoint: Path | None
+
+
+def set_up(config: TrainingConfig, dataset, model, noise_scheduler, resume, stop_at_step) -> Run:
+    """Check the inputs and the output folder, build or prepare everything, and resume if asked."""
     from diffusers import DDPMScheduler
     from diffusers.optimization import get_cosine_schedule_with_warmup
 
-    started = time.perf_counter()
     accelerator, precision_note = make_accelerator(config)
     say = accelerator.print
     say(f"precision: {precision_note}")
@@ -651,49 +570,85 @@ def train(
     _resume(accelerator, checkpoint, ema, state, say)
     _check_stop_at(stop_at_step, total_steps, done=state.step)
     _start_logging(accelerator, config, len(dataset), len(dataloader), total_steps)
+    return Run(
+        accelerator, model, unet, noise_scheduler, dataloader, optimizer, lr_scheduler, ema, state, total_steps,
+        checkpoint,
+    )  # fmt: skip
 
+
+def training_step(run: Run, config: TrainingConfig, batch: dict) -> torch.Tensor:
+    """One batch: its flips, noise and timesteps from the step's own generator, the loss, the backward pass, and
+    (once the accumulated gradients are complete) clipping and the optimizer step."""
+    accelerator, model = run.accelerator, run.model
+    generator = step_generator(config.seed, run.state.micro_step, accelerator.process_index, accelerator.device)
+    images = random_flips(batch["images"], generator) if config.random_flip else batch["images"]
+    with accelerator.accumulate(model):
+        loss = diffusion_loss(model, run.noise_scheduler, images, generator)
+        accelerator.backward(loss)
+        if accelerator.sync_gradients:
+            accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+        run.optimizer.step()
+        run.optimizer.zero_grad()
+    run.state.micro_step, run.state.batch_in_epoch = run.state.micro_step + 1, run.state.batch_in_epoch + 1
+    return loss
+
+
+def run_loop(run: Run, config: TrainingConfig, stop_at_step: int | None) -> tuple[bool, Path | None]:
+    """The steps until the end, stop_at_step or Ctrl-C, with what each step's plan asks for after it; return whether
+    the run was interrupted, and its newest checkpoint."""
+    accelerator, state, total_steps = run.accelerator, run.state, run.total_steps
     progress = _progress_bar(total_steps, state.step, disable=not accelerator.is_local_main_process)
     log, last_checkpoint, interrupted = LossLog(accelerator, state, progress, config), None, False
-    with StopRequest(say) as stop:
-        for batch in epochs_of_batches(accelerator, dataloader, state, total_steps):
-            generator = step_generator(config.seed, state.micro_step, accelerator.process_index, accelerator.device)
-            images = random_flips(batch["images"], generator) if config.random_flip else batch["images"]
-            with accelerator.accumulate(model):
-                loss = diffusion_loss(model, noise_scheduler, images, generator)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients:
-                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-                optimizer.step()
-                optimizer.zero_grad()
-            state.micro_step, state.batch_in_epoch = state.micro_step + 1, state.batch_in_epoch + 1
-            log.add_batch(loss)
+    with StopRequest(accelerator.print) as stop:
+        for batch in epochs_of_batches(accelerator, run.dataloader, state, total_steps):
+            log.add_batch(training_step(run, config, batch))
             if not accelerator.sync_gradients:
                 continue  # still accumulating gradients for this step
 
-            log.end_step(end_optimizer_step(state, lr_scheduler, ema, unet, len(dataloader)))
+            log.end_step(end_optimizer_step(state, run.lr_scheduler, run.ema, run.unet, len(run.dataloader)))
             if accelerator.num_processes == 1 or state.step % config.logging_steps == 0 or state.step >= total_steps:
                 interrupted = stop.requested(accelerator)  # with several processes a collective: not every step
             plan = plan_step(state.step, config, total_steps, stop_at_step, interrupted)
             if plan.read_losses:
                 log.read()
             if plan.save_samples and accelerator.is_main_process:
-                _save_samples(accelerator, unet, ema, noise_scheduler, config, state.step)
+                _save_samples(accelerator, run.unet, run.ema, run.noise_scheduler, config, state.step)
             if plan.save_checkpoint:
                 last_checkpoint = _save_checkpoint(accelerator, config, state.step)
             if plan.end:
                 break
     log.read()
     progress.close()
+    return interrupted, last_checkpoint
 
-    model_dir = _save_model(accelerator, config, state, unet, ema, noise_scheduler, total_steps, say)
+
+def train(
+    config: TrainingConfig,
+    dataset,
+    model=None,
+    noise_scheduler=None,
+    resume: str | Path | None = None,
+    stop_at_step: int | None = None,
+) -> TrainResult:
+    """Train a UNet2DModel to predict the noise added to `dataset`'s images ({'images': tensor in [-1, 1]}).
+
+    resume='latest' (or a checkpoint folder) continues a run exactly; stop_at_step pauses it like Ctrl-C does.
+    Lesson 05 writes the same loop out in a cell, without the plumbing (tests/test_lesson05.py keeps them equal)."""
+    started = time.perf_counter()
+    run = set_up(config, dataset, model, noise_scheduler, resume, stop_at_step)
+    interrupted, last_checkpoint = run_loop(run, config, stop_at_step)
+    accelerator, state = run.accelerator, run.state
+    model_dir = _save_model(
+        accelerator, config, state, run.unet, run.ema, run.noise_scheduler, run.total_steps, accelerator.print
+    )
     if interrupted:
-        _raise_interrupted(state.step, total_steps, last_checkpoint)
-    last_checkpoint = last_checkpoint or (checkpoint and Path(checkpoint))
+        _raise_interrupted(state.step, run.total_steps, last_checkpoint)
+    last_checkpoint = last_checkpoint or (run.checkpoint and Path(run.checkpoint))
     seconds = time.perf_counter() - started
     return TrainResult(
         Path(config.output_dir),
         state.step,
-        total_steps,
+        run.total_steps,
         state.history,
         seconds,
         accelerator.mixed_precision,

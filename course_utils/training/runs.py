@@ -143,7 +143,7 @@ def find_checkpoint(output_dir: str | Path, resume: str | Path) -> Path:
     folder = Path(resume)
     if not folder.is_absolute() and not folder.exists():
         folder = Path(output_dir) / CHECKPOINTS / folder
-    if not (folder / "model.safetensors").exists() and not any(folder.glob("pytorch_model*")):
+    if not folder.is_dir() or not is_complete(folder):
         raise FileNotFoundError(
             f"resume={str(resume)!r}: {folder} is not a checkpoint folder. Checkpoints of this run: {listing}. "
             "Pass resume='latest' or one of those."
