@@ -30,6 +30,7 @@ import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from course_utils import text_to_image as t2i  # noqa: E402
+from course_utils.folders import load_emoji_tensors  # noqa: E402
 from course_utils.training import step_generator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -120,7 +121,7 @@ def _loop(phase: str, work: Path, steps: int, save_every: int, params, models: d
 
 def emoji(limit: int | None) -> tuple[torch.Tensor, list[str]]:
     """The shipped emoji and captions, or only the first `limit` of them (quick checks)."""
-    images, captions = t2i.load_emoji_tensors()
+    images, captions = load_emoji_tensors()
     return (images[:limit], captions[:limit]) if limit else (images, captions)
 
 
@@ -220,7 +221,9 @@ def main(argv: list[str] | None = None) -> None:
         torch=torch.__version__,
     )
     if args.phase.startswith("export"):
-        from course_utils.models.emoji import export_emoji_ddpm, export_emoji_sd, models_dir
+        from export_emoji_models import export_emoji_ddpm, export_emoji_sd  # scripts/, beside this file
+
+        from course_utils.models.emoji import models_dir
 
         out = Path(args.models_dir) if args.models_dir else models_dir()
         if args.phase == "export":
