@@ -22,9 +22,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from course_utils import emoji_quality as q  # noqa: E402
+from course_utils.folders import load_emoji_tensors  # noqa: E402
 from course_utils.models.architectures import SD_SCHEDULER_CONFIG  # noqa: E402
 from course_utils.models.emoji import models_dir  # noqa: E402
-from course_utils.text_to_image import encode_all, load_emoji_tensors, psnr  # noqa: E402
+from course_utils.text_to_image import encode_all, psnr  # noqa: E402
 
 
 def bench_sd(images: torch.Tensor, captions: list[str], prompts: int, steps: int, scales: list[float]) -> None:
@@ -66,7 +67,7 @@ def bench_ddpm(images: torch.Tensor, count: int, steps: int) -> None:
     the yellow face emoji ('emoji-faces'), so its references are those faces (`images` holds all emoji, file order)."""
     from diffusers import DDIMPipeline, UNet2DModel
 
-    from course_utils.text_to_image import emoji_metadata
+    from course_utils.folders import emoji_metadata
     from course_utils.training.datasets import is_yellow_face
 
     _, rows = emoji_metadata()

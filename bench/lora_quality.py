@@ -22,10 +22,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from course_utils import lora  # noqa: E402
+from course_utils.emoji_quality import distance_to_targets, generate, nearest_in  # noqa: E402
+from course_utils.folders import load_emoji_tensors, load_image_tensors  # noqa: E402
 from course_utils.models.emoji import models_dir  # noqa: E402
 from course_utils.paths import data_root  # noqa: E402
-from course_utils.text_to_image import load_emoji_tensors  # noqa: E402
 
 
 def plain_emoji(names: list[str]) -> torch.Tensor:
@@ -37,21 +37,17 @@ def plain_emoji(names: list[str]) -> torch.Tensor:
 def measure(pipe, folder: Path, seeds: int, guidance: float, style: str) -> dict:
     """Mean distances over `seeds` seeds: inverted prompts to their inverted targets, plain prompts
     to the plain emoji, and inverted prompts to the nearest training image (seed 0)."""
-    targets, prompts = lora.load_image_folder(folder, 64)
+    targets, prompts = load_image_tensors(folder, 64)
     targets = (targets + 1) / 2
     plain = [p.replace(f" in {style} style", "") for p in prompts]
     originals = plain_emoji(plain)
     to_target, to_plain = [], []
     for s in range(seeds):
-        to_target.append(
-            lora.distance_to_targets(lora.generate(pipe, prompts, seed=100 * s, guidance_scale=guidance), targets)
-        )
-        to_plain.append(
-            lora.distance_to_targets(lora.generate(pipe, plain, seed=100 * s, guidance_scale=guidance), originals)
-        )
-    train_targets, _ = lora.load_image_folder(folder.parent / "train", 64)
-    images = lora.generate(pipe, prompts, seed=0, guidance_scale=guidance)
-    nearest, _ = lora.nearest_in(images, (train_targets + 1) / 2)
+        to_target.append(distance_to_targets(generate(pipe, prompts, seed=100 * s, guidance_scale=guidance), targets))
+        to_plain.append(distance_to_targets(generate(pipe, plain, seed=100 * s, guidance_scale=guidance), originals))
+    train_targets, _ = load_image_tensors(folder.parent / "train", 64)
+    images = generate(pipe, prompts, seed=0, guidance_scale=guidance)
+    nearest, _ = nearest_in(images, (train_targets + 1) / 2)
     return {
         "styled prompts -> targets": torch.stack(to_target).mean().item(),
         "plain prompts -> plain emoji": torch.stack(to_plain).mean().item(),

@@ -24,8 +24,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from course_utils import emoji_quality as q  # noqa: E402
+from course_utils.folders import load_emoji_tensors  # noqa: E402
 from course_utils.models.emoji import models_dir  # noqa: E402
-from course_utils.text_to_image import load_emoji_tensors  # noqa: E402
 
 
 @torch.no_grad()

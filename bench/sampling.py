@@ -38,6 +38,8 @@ def load(size: str, device: str, dtype: torch.dtype):
     return pipe
 
 
+# Copied from notebooks/02_stable_diffusion_deconstructed.ipynb (its sd_generate);
+# kept equal by tests/test_lesson02.py::test_the_sampling_benchmark_runs_the_lessons_loop
 @torch.no_grad()
 def course_loop(pipe, prompt: str, steps: int, guidance: float, height: int, width: int, generator) -> torch.Tensor:
     """The loop lesson 02 writes out (its `sd_generate`): encode, seeded noise, CFG denoising, VAE decode."""

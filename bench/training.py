@@ -37,7 +37,8 @@ WARMUP = 10  # steps before the window: kernels chosen, allocator warm, compiled
 
 def dataset_for(image_size: int):
     """The shipped emoji dataset, resized and normalised to [-1, 1] (no random flips: both loops see the same data)."""
-    from course_utils.data import load_offline, with_transform
+    from course_utils.data import with_transform
+    from course_utils.folders import load_offline
 
     return with_transform(load_offline(), image_size, flip=False)
 

@@ -29,6 +29,8 @@ REHEARSAL_STEPS = 2
 # Set next to HF_HUB_OFFLINE when setup() (not the learner) turned offline mode on, so a later
 # setup() probes again.
 OFFLINE_MARK = "COURSE_OFFLINE_BY_SETUP"
+# torch's thread count before the first setup() of this process: full mode gets it back after a smoke-mode setup().
+_THREADS_BEFORE_SETUP: list[int] = []
 
 
 @dataclass
@@ -92,8 +94,9 @@ class Course:
         return found.path
 
     def dataset(self, name: str, split: str = "train", **kwargs):
-        """Load an image dataset by short name, hub id or folder, with the offline fallbacks of course_utils.data."""
-        from course_utils.data import load_image_dataset
+        """Load an image dataset by short name, hub id or folder, with the offline fallbacks of
+        course_utils.hub_datasets."""
+        from course_utils.hub_datasets import load_image_dataset
 
         return load_image_dataset(name, split=split, hub_ok=self.hub_ok, **kwargs)
 
@@ -214,6 +217,21 @@ def inline_figures() -> bool:
     return True
 
 
+def pick_threads(mode: str) -> str:
+    """Smoke mode runs torch on one CPU thread: its models are so small that several threads mostly wait for each
+    other. Full mode keeps torch's own number (also after a smoke-mode setup() in the same kernel). Returns the
+    status line."""
+    import torch
+
+    if not _THREADS_BEFORE_SETUP:
+        _THREADS_BEFORE_SETUP.append(torch.get_num_threads())
+    if mode == "smoke":
+        torch.set_num_threads(1)
+        return "1 (smoke mode: the small models run faster on one CPU thread than on several that wait)"
+    torch.set_num_threads(_THREADS_BEFORE_SETUP[0])
+    return f"{torch.get_num_threads()} (torch's default for this machine)"
+
+
 def pick_rehearsal(rehearsal: bool | None, mode: str | None) -> bool:
     """A rehearsal when asked (argument, then COURSE_REHEARSAL=1); it is a kind of full mode, so smoke refuses it."""
     if rehearsal is None:
@@ -258,6 +276,7 @@ def setup(
     gpu_problem = unusable_gpu() if device == "cpu" else ""
     chosen_mode = "full" if rehearsing else pick_mode(mode, device)
     dtype = pick_dtype(device, chosen_mode)
+    threads = pick_threads(chosen_mode)
     set_seed(seed)
     hide_loading_bars()
     figures = "\n  figures   : inline (MPLBACKEND=Agg would draw none)" if inline_figures() else ""
@@ -273,6 +292,7 @@ def setup(
         + (f"\n  WARNING   : {gpu_problem}" if gpu_problem else "")
         + "\n"
         f"  dtype     : {str(dtype).replace('torch.', '')}\n"
+        f"  threads   : {threads}\n"
         f"  endpoint  : {endpoint}\n"
         f"  hub       : {state}\n"
         f"  cache     : {constants.HF_HUB_CACHE}\n"

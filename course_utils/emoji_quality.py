@@ -1,6 +1,8 @@
 """Measured quality of the course's emoji models, by pixel distance at low resolution: does "red apple" come out
 nearer to the red apple emoji than to the 1,869 others; are DDPM samples nearer to real emoji than noise is; how
-well does the VAE reconstruct. bench/emoji_quality.py prints the figures; tests check them with looser bars."""
+well does the VAE reconstruct; does a LoRA move the pictures to its targets, copy its training pictures, or take the
+colour out. bench/emoji_quality.py and bench/lora_quality.py print the figures; tests check them with looser bars,
+and lesson 08 measures its LoRA with them."""
 
 from __future__ import annotations
 
@@ -96,3 +98,44 @@ def text_to_image_retrieval(
         generated.append(out.cpu())
     ranks = retrieval_ranks(torch.cat(generated), (images + 1) / 2, indices)
     return summarize(ranks, len(images))
+
+
+# ------------------------------------------------------------------------------- lesson 08's LoRA, measured
+@torch.no_grad()
+def generate(
+    pipe, prompts: list[str], seed: int = 0, steps: int = 20, guidance_scale: float = 4.0, **kwargs
+) -> torch.Tensor:
+    """One image per prompt, prompt i from seed + i, as a tensor in [0, 1] (N, 3, H, W)."""
+    generators = [torch.Generator().manual_seed(seed + i) for i in range(len(prompts))]
+    return (
+        pipe(
+            prompts,
+            num_inference_steps=steps,
+            guidance_scale=guidance_scale,
+            generator=generators,
+            output_type="pt",
+            **kwargs,
+        )
+        .images.cpu()
+        .float()
+    )
+
+
+def distance_to_targets(images: torch.Tensor, targets: torch.Tensor, size: int = 16) -> torch.Tensor:
+    """Each image's RMS pixel distance (0-1 units) to its own target at `size` px, as the emoji
+    benchmark measures: images and targets (N, 3, H, W) in [0, 1]."""
+    return (low_res(images, size) - low_res(targets, size)).pow(2).mean(dim=1).sqrt()
+
+
+def nearest_in(images: torch.Tensor, references: torch.Tensor, size: int = 16) -> tuple:
+    """For each image, the RMS distance to its nearest reference at `size` px, and its index:
+    a distance near 0 means a training image came back verbatim."""
+    distances = torch.cdist(low_res(images, size), low_res(references, size)) / (3 * size * size) ** 0.5
+    best = distances.min(dim=1)
+    return best.values, best.indices
+
+
+def colourfulness(images: torch.Tensor) -> torch.Tensor:
+    """Each image's mean difference between its brightest and darkest colour channel (0-1 units):
+    0 for shades of grey, near 0.4 for a saturated red apple. Images (N, 3, H, W) in [0, 1]."""
+    return (images.max(dim=1).values - images.min(dim=1).values).flatten(1).mean(dim=1)

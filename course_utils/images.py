@@ -1,5 +1,5 @@
-"""Tensor <-> PIL conversion, latents -> image through the VAE, grids and inline display. The conversions go
-through diffusers' own VaeImageProcessor, so an image made here is bit-identical to a pipeline's."""
+"""Tensor <-> PIL conversion, any PIL image as RGB, latents -> image through the VAE, grids and inline display. The
+conversions go through diffusers' own VaeImageProcessor, so an image made here is bit-identical to a pipeline's."""
 
 from __future__ import annotations
 
@@ -16,6 +16,27 @@ def _processor():
     return VaeImageProcessor(do_resize=False, do_normalize=True)
 
 
+def to_rgb(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:
+    """Any PIL image as 3-channel RGB: transparency composited on `background`, grayscale/palette/16-bit converted."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):  # 16-bit PNGs and float images: scale to 8 bits
+        import numpy as np
+
+        values = np.asarray(image, dtype=np.float32)
+        scale = 255.0 if image.mode == "F" and values.max() <= 1.0 else (1 / 257 if image.mode != "F" else 1.0)
+        image = Image.fromarray(np.clip(values * scale, 0, 255).astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        image.mode in ("P", "L", "RGB") and "transparency" in image.info
+    ):
+        rgba = image.convert("RGBA")
+        canvas = Image.new("RGBA", rgba.size, (*background, 255))
+        return Image.alpha_composite(canvas, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+# Copied in notebooks/01_denoising_loop.ipynb (its to_pil, the same pixels written out);
+# kept equal by tests/test_lesson01.py::test_the_lessons_to_pil_is_tensor_to_pil
 def tensor_to_pil(images: torch.Tensor) -> list[Image.Image]:
     """Images in [-1, 1], shaped (B, C, H, W) or (C, H, W), to a list of PIL images (as the pipelines do it)."""
     if images.ndim == 3:
@@ -41,10 +62,8 @@ def latents_to_pil(vae, latents: torch.Tensor) -> list[Image.Image]:
 def load_image(path: str | Path) -> Image.Image:
     """Open an image file (or URL) as RGB, with a clear error if the path does not exist or is not
     an image. Transparency becomes white and 16-bit images are scaled to 8 bits, as in the dataset
-    path (data.to_rgb)."""
+    path (to_rgb)."""
     from diffusers.utils import load_image as diffusers_load_image
-
-    from course_utils.data import to_rgb
 
     text = str(path)
     if not text.startswith(("http://", "https://")):

@@ -4,9 +4,6 @@ the VAE's loss and its scaling factor, the denoising loss with caption dropout, 
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 
@@ -44,26 +41,7 @@ def make_scheduler():
     return DDPMScheduler.from_config(arch.SD_SCHEDULER_CONFIG)
 
 
-# ------------------------------------------------------------------------------------------------------------- data
-def emoji_metadata(folder: str | Path | None = None) -> tuple[Path, list[dict]]:
-    """The shipped emoji's train/ folder and its metadata.jsonl rows (file_name, text, ...), in file order."""
-    from course_utils.data import offline_dataset_dir
-
-    train = Path(folder) if folder is not None else offline_dataset_dir() / "train"
-    return train, [json.loads(line) for line in (train / "metadata.jsonl").read_text().splitlines() if line.strip()]
-
-
-def load_emoji_tensors(folder: str | Path | None = None) -> tuple[torch.Tensor, list[str]]:
-    """All shipped emoji as one float tensor in [-1, 1] (N, 3, 64, 64) and their captions, in file order."""
-    import numpy as np
-    from PIL import Image
-
-    train, rows = emoji_metadata(folder)
-    pixels = np.stack([np.asarray(Image.open(train / row["file_name"]).convert("RGB")) for row in rows])
-    images = torch.from_numpy(pixels).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    return images, [row["text"] for row in rows]
-
-
+# ------------------------------------------------------------------------------------------------------- the text
 def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
     """Token ids padded to the tokenizer's 77 positions, exactly as StableDiffusionPipeline pads a prompt."""
     return tokenizer(
@@ -72,6 +50,8 @@ def tokenize(tokenizer, captions: list[str]) -> torch.Tensor:
 
 
 # -------------------------------------------------------------------------------------------------------------- VAE
+# Copied in notebooks/07_text_to_image_from_scratch.ipynb;
+# kept equal by tests/test_lesson07.py::test_notebook_vae_loss_is_the_scripts
 def vae_loss(
     vae, images: torch.Tensor, generator: torch.Generator, kl_weight: float = 1e-6
 ) -> tuple[torch.Tensor, dict]:
@@ -116,6 +96,8 @@ def scaling_factor(means: torch.Tensor, stds: torch.Tensor) -> float:
 
 
 # ------------------------------------------------------------------------------------------------ the UNet's loss
+# Copied in notebooks/07_text_to_image_from_scratch.ipynb;
+# kept equal by tests/test_lesson07.py::test_notebook_drop_captions_is_the_scripts
 def drop_captions(
     input_ids: torch.Tensor, empty_ids: torch.Tensor, p: float, generator: torch.Generator
 ) -> torch.Tensor:
@@ -125,6 +107,8 @@ def drop_captions(
     return torch.where(drop[:, None], empty_ids.expand_as(input_ids), input_ids)
 
 
+# Copied in notebooks/07_text_to_image_from_scratch.ipynb;
+# kept equal by tests/test_lesson07.py::test_notebook_loss_is_the_scripts
 def text_to_image_loss(
     unet,
     text_encoder,

@@ -32,7 +32,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from course_utils.text_to_image import emoji_metadata  # noqa: E402
+from course_utils.folders import emoji_metadata  # noqa: E402
 
 OUT = ROOT / "data" / "lora-concepts"
 TRAIN = [

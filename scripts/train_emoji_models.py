@@ -1,6 +1,6 @@
 """Train the course's text-to-image emoji model (data/models/emoji-sd) from the shipped emoji, phase by phase.
 
-Each phase saves a checkpoint every --save_every steps and on Ctrl-C or SIGTERM (in <work_dir>/<phase>/checkpoints,
+Each phase saves a checkpoint every --save_every steps and on Ctrl-C or SIGTERM (in <work_dir>/<phase>-run/checkpoints,
 written atomically by the course's training runtime), and continues from the newest one when run again, so a long run
 survives interruptions, even a kill during a save. Run from the repository root, one phase at a time (two phases can
 run side by side on two cores: `decoder` and `unet` both need only the `vae` phase's output):
@@ -30,6 +30,7 @@ import torch  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
 from course_utils import text_to_image as t2i  # noqa: E402
+from course_utils.folders import load_emoji_tensors  # noqa: E402
 from course_utils.training import runs, runtime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,12 +67,12 @@ def _resume(run_dir: Path, phase: str, models: dict, optimizer, scheduler, extra
 
 
 def _loop(phase: str, work: Path, steps: int, save_every: int, params, models: dict, step_fn, extra=None) -> int:
-    """The shared loop: AdamW with warm-up, resume from the newest checkpoint in work/<phase>/checkpoints, save every
-    save_every steps and on Ctrl-C or SIGTERM (the course's runtime writes each checkpoint atomically)."""
+    """The shared loop: AdamW with warm-up, resume from the newest checkpoint in work/<phase>-run/checkpoints, save
+    every save_every steps and on Ctrl-C or SIGTERM (the course's runtime writes each checkpoint atomically)."""
     settings = SETTINGS[phase]
     optimizer = torch.optim.AdamW(params, lr=settings["lr"], weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(settings["warmup"]))
-    run_dir = work / phase
+    run_dir = work / f"{phase}-run"  # its checkpoints: <phase>-run/checkpoints/checkpoint-<step>
     step, seconds = _resume(run_dir, phase, models, optimizer, scheduler, extra)
 
     def save() -> None:
@@ -110,7 +111,7 @@ def _loop(phase: str, work: Path, steps: int, save_every: int, params, models: d
 
 def emoji(limit: int | None) -> tuple[torch.Tensor, list[str]]:
     """The shipped emoji and captions, or only the first `limit` of them (quick checks)."""
-    images, captions = t2i.load_emoji_tensors()
+    images, captions = load_emoji_tensors()
     return (images[:limit], captions[:limit]) if limit else (images, captions)
 
 
@@ -210,7 +211,9 @@ def main(argv: list[str] | None = None) -> None:
         torch=torch.__version__,
     )
     if args.phase.startswith("export"):
-        from course_utils.models.emoji import export_emoji_ddpm, export_emoji_sd, models_dir
+        from export_emoji_models import export_emoji_ddpm, export_emoji_sd  # scripts/, beside this file
+
+        from course_utils.models.emoji import models_dir
 
         out = Path(args.models_dir) if args.models_dir else models_dir()
         if args.phase == "export":

@@ -52,7 +52,7 @@ def olah_mirror(tmp_path_factory):
     at the end."""
     import mirror
 
-    from course_utils.data import offline_dataset_dir
+    from course_utils.folders import offline_dataset_dir
     from course_utils.models.emoji import models_dir
 
     images = sorted((offline_dataset_dir() / "train").glob("*.png"))[:12]

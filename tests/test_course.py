@@ -26,12 +26,25 @@ def test_setup_prints_status_and_decides_offline_fast(monkeypatch, capsys):
     course = course_utils.setup(probe_timeout=1.0)
     elapsed = time.perf_counter() - start
     out = capsys.readouterr().out
-    for field in ("mode", "device", "dtype", "endpoint", "hub", "cache", "token"):
+    for field in ("mode", "device", "dtype", "threads", "endpoint", "hub", "cache", "token"):
         assert f"  {field}" in out
     assert course.mode == "smoke" and course.device == "cpu" and course.dtype == torch.float32
     if not course.hub_ok:
         assert os.environ["HF_HUB_OFFLINE"] == "1"
     assert elapsed < 5.0  # probe <= 2 s plus imports already loaded
+
+
+def test_smoke_mode_runs_on_one_thread_and_full_mode_gets_them_back(monkeypatch):
+    from course_utils import course as course_module
+
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(course_module, "_THREADS_BEFORE_SETUP", [])
+    try:
+        torch.set_num_threads(2)
+        assert course_module.pick_threads("smoke").startswith("1 ") and torch.get_num_threads() == 1
+        assert course_module.pick_threads("full").startswith("2 ") and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_setup_never_prints_the_token(monkeypatch, capsys):

@@ -1,5 +1,6 @@
-"""course_utils.data: the shipped dataset, the hub fallback chain (hub failures simulated, no network), local folders,
-bad input, preprocessing and the DataLoader."""
+"""Datasets from end to end: the shipped dataset and local folders (course_utils.folders), the hub fallback chain
+(course_utils.hub_datasets; hub failures simulated, no network), bad input, RGB conversion (course_utils.images), and
+preprocessing and the DataLoader (course_utils.data)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from course_utils import data
+from course_utils import data, folders, hub_datasets, images
 
 SHIPPED = Path(__file__).resolve().parents[1] / "data" / "emoji"
 
@@ -61,7 +62,7 @@ def no_network(monkeypatch):
 
     monkeypatch.setattr(hub, "hub_reachable", probe)
     monkeypatch.setattr(
-        data, "from_parquet_branch", lambda *a, **k: (_ for _ in ()).throw(AssertionError("network step ran"))
+        hub_datasets, "from_parquet_branch", lambda *a, **k: (_ for _ in ()).throw(AssertionError("network step ran"))
     )
 
 
@@ -86,7 +87,7 @@ def test_shipped_dataset_files_match_metadata_and_fit_the_budget():
 
 def test_load_shipped_dataset():
     started = time.perf_counter()
-    ds = data.load_image_dataset("emoji")
+    ds = hub_datasets.load_image_dataset("emoji")
     assert len(ds) >= 1000
     assert {"image", "text"} <= set(ds.column_names)
     first = ds[0]
@@ -99,14 +100,14 @@ def test_load_shipped_dataset():
 
 def test_shipped_dataset_has_only_a_train_split():
     with pytest.raises(ValueError, match=r"split='test' does not exist.*'train'"):
-        data.load_image_dataset("emoji", split="test")
-    assert len(data.load_image_dataset("emoji", split="train[:10]")) == 10
+        hub_datasets.load_image_dataset("emoji", split="test")
+    assert len(hub_datasets.load_image_dataset("emoji", split="train[:10]")) == 10
 
 
 def test_missing_shipped_dataset_says_how_to_get_it(monkeypatch, tmp_path):
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))
     with pytest.raises(FileNotFoundError, match="COURSE_DATA_DIR.*build_emoji_dataset"):
-        data.load_image_dataset("emoji")
+        hub_datasets.load_image_dataset("emoji")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -114,24 +115,26 @@ def test_missing_shipped_dataset_says_how_to_get_it(monkeypatch, tmp_path):
 # ---------------------------------------------------------------------------------------------------------------
 def test_offline_short_name_falls_back_to_shipped_dataset_fast(no_network, capsys):
     started = time.perf_counter()
-    ds = data.load_image_dataset("flowers", hub_ok=False)
+    ds = hub_datasets.load_image_dataset("flowers", hub_ok=False)
     out = capsys.readouterr().out
     assert "huggan/flowers-102-categories" in out
     assert "3. parquet files" in out and "skipped" in out
     assert "INSTEAD of huggan/flowers-102-categories" in out
-    assert len(ds) == len(data.load_image_dataset("emoji", verbose=False))
+    assert len(ds) == len(hub_datasets.load_image_dataset("emoji", verbose=False))
     assert time.perf_counter() - started < 15  # the shipped load itself; every hub step skips or fails at once
 
 
 def test_hub_ok_none_respects_offline_mode_without_probing(no_network, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    ds, attempts = data.try_steps(data.hub_steps("a/b", "train", hub_ok=data._hub_ok_now()), verbose=False)
+    ds, attempts = hub_datasets.try_steps(
+        hub_datasets.hub_steps("a/b", "train", hub_ok=hub_datasets._hub_ok_now()), verbose=False
+    )
     assert ds is None and [a.outcome for a in attempts][2:] == ["skipped", "skipped"]
 
 
 def test_no_fallback_raises_with_every_attempt_listed(no_network):
-    with pytest.raises(data.DatasetUnavailableError) as err:
-        data.load_image_dataset("someone/not-here", hub_ok=False, fallback=False)
+    with pytest.raises(hub_datasets.DatasetUnavailableError) as err:
+        hub_datasets.load_image_dataset("someone/not-here", hub_ok=False, fallback=False)
     message = str(err.value)
     for step in ("1. load_dataset", "2. snapshot_download", "3. parquet", "4. local imagefolder"):
         assert step in message
@@ -149,10 +152,10 @@ def test_snapshot_download_fallback_loads_the_local_copy(monkeypatch, tmp_path, 
         return str(folder)
 
     monkeypatch.setattr(
-        data, "from_hub", lambda repo_id, split: (_ for _ in ()).throw(ConnectionError("mirror timed out"))
+        hub_datasets, "from_hub", lambda repo_id, split: (_ for _ in ()).throw(ConnectionError("mirror timed out"))
     )
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
-    ds = data.load_image_dataset("owner/photos", hub_ok=True)
+    ds = hub_datasets.load_image_dataset("owner/photos", hub_ok=True)
     out = capsys.readouterr().out
     assert len(ds) == 3 and ds[0]["text"] == "picture 0"
     assert calls == [("owner/photos", "dataset", False, None)]
@@ -174,9 +177,9 @@ def test_script_dataset_is_explained_and_parquet_branch_used(monkeypatch, tmp_pa
         assert "*/train/*.parquet" in allow_patterns
         return str(branch)
 
-    monkeypatch.setattr(data, "from_hub", fake_hub)
+    monkeypatch.setattr(hub_datasets, "from_hub", fake_hub)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot)
-    ds = data.load_image_dataset("owner/old-script-set", hub_ok=True)
+    ds = hub_datasets.load_image_dataset("owner/old-script-set", hub_ok=True)
     out = capsys.readouterr().out
     assert "old-script-set.py" in out and "no longer runs loading scripts" in out
     assert "502 Bad Gateway" in out
@@ -190,12 +193,12 @@ def test_parquet_branch_without_the_split_fails_clearly(monkeypatch, tmp_path):
     branch = parquet_branch(tmp_path / "parquet", split="train")
     monkeypatch.setattr(huggingface_hub, "snapshot_download", lambda *a, **k: str(branch))
     with pytest.raises(FileNotFoundError, match="no files for split 'validation'"):
-        data.from_parquet_branch("owner/x", "validation")
+        hub_datasets.from_parquet_branch("owner/x", "validation")
 
 
 def test_local_copy_is_used_when_the_hub_is_down(no_network, tmp_path, capsys):
     copy = make_folder(tmp_path / "my-copy", n=5)
-    ds = data.load_image_dataset("owner/anime-faces", hub_ok=False, local_dir=copy)
+    ds = hub_datasets.load_image_dataset("owner/anime-faces", hub_ok=False, local_dir=copy)
     assert len(ds) == 5
     assert "4. local imagefolder copy" in capsys.readouterr().out
 
@@ -206,9 +209,9 @@ def test_nonexistent_repo_with_hub_up_is_an_error_not_a_fallback(monkeypatch):
     def fake_hub(repo_id, split):
         raise DatasetNotFoundError(f"Dataset '{repo_id}' doesn't exist on the Hub or cannot be accessed.")
 
-    monkeypatch.setattr(data, "from_hub", fake_hub)
+    monkeypatch.setattr(hub_datasets, "from_hub", fake_hub)
     with pytest.raises(DatasetNotFoundError, match="doesn't exist"):
-        data.load_image_dataset("owner/typo-in-name", hub_ok=True)
+        hub_datasets.load_image_dataset("owner/typo-in-name", hub_ok=True)
 
 
 def test_missing_split_on_the_hub_stops_the_chain(monkeypatch):
@@ -219,7 +222,7 @@ def test_missing_split_on_the_hub_stops_the_chain(monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
     with pytest.raises(ValueError, match=r"split='tset' does not exist in owner/x.*'train', 'test'"):
-        data.load_image_dataset("owner/x", split="tset", hub_ok=True)
+        hub_datasets.load_image_dataset("owner/x", split="tset", hub_ok=True)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -227,22 +230,22 @@ def test_missing_split_on_the_hub_stops_the_chain(monkeypatch):
 # ---------------------------------------------------------------------------------------------------------------
 def test_unknown_short_name_suggests_the_close_one():
     with pytest.raises(ValueError, match="Unknown dataset 'flower'. Did you mean 'flowers'"):
-        data.load_image_dataset("flower", hub_ok=False)
+        hub_datasets.load_image_dataset("flower", hub_ok=False)
 
 
 def test_missing_path_and_file_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="No folder at"):
-        data.load_image_dataset(str(tmp_path / "nope" / "deeper"))
+        hub_datasets.load_image_dataset(str(tmp_path / "nope" / "deeper"))
     image = tmp_path / "one.png"
     Image.new("RGB", (4, 4)).save(image)
     with pytest.raises(ValueError, match="is a file"):
-        data.load_image_dataset(str(image))
+        hub_datasets.load_image_dataset(str(image))
 
 
 def test_folder_without_images(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(FileNotFoundError, match=r"No images in .*notes\.txt"):
-        data.load_image_dataset(str(tmp_path))
+        hub_datasets.load_image_dataset(str(tmp_path))
 
 
 def test_corrupt_images_are_skipped_counted_and_named(tmp_path):
@@ -250,7 +253,7 @@ def test_corrupt_images_are_skipped_counted_and_named(tmp_path):
     (folder / "img1.png").write_bytes(b"this is not a png")
     (folder / "img3.png").write_bytes((folder / "img0.png").read_bytes()[:40])  # truncated
     with pytest.warns(UserWarning, match=r"Skipped 2 unreadable image file\(s\).*2 images kept") as record:
-        ds = data.load_image_dataset(str(folder))
+        ds = hub_datasets.load_image_dataset(str(folder))
     assert "img1.png" in str(record[0].message) and "img3.png" in str(record[0].message)
     assert sorted(row["text"] for row in ds) == ["picture 0", "picture 2"]
 
@@ -259,16 +262,45 @@ def test_caption_column_is_renamed_and_hidden_folders_ignored(tmp_path):
     folder = make_folder(tmp_path / "imgs", n=3, captions="caption")
     (folder / ".ipynb_checkpoints").mkdir()
     Image.new("RGB", (4, 4)).save(folder / ".ipynb_checkpoints" / "stray.png")
-    assert len(data.find_images(folder)) == 3
-    ds = data.load_image_dataset(str(folder))
+    assert len(folders.find_images(folder)) == 3
+    ds = hub_datasets.load_image_dataset(str(folder))
     assert "text" in ds.column_names and "caption" not in ds.column_names
+
+
+def test_image_suffixes_are_imagefolders():
+    """folders.IMAGE_SUFFIXES is a copy of the list imagefolder reads, so finding images needs no datasets import."""
+    from datasets.packaged_modules.imagefolder.imagefolder import ImageFolder
+
+    assert folders.IMAGE_SUFFIXES == {ext.lower() for ext in ImageFolder.EXTENSIONS}
+
+
+def test_the_tensor_reader_reads_what_the_dataset_reader_reads(tmp_path):
+    """load_image_tensors and load_image_folder: the same files, captions and pixels (transparency on white)."""
+    folder = make_folder(tmp_path / "imgs", n=3, captions="caption", modes=("RGB", "RGBA", "L"))
+    (folder / ".ipynb_checkpoints").mkdir()
+    Image.new("RGB", (4, 4)).save(folder / ".ipynb_checkpoints" / "stray.png")
+    dataset = hub_datasets.standardize(folders.load_image_folder(folder))
+    tensors, captions = folders.load_image_tensors(folder)
+    assert captions == dataset["text"] and tensors.shape == (3, 3, 12, 16)
+    from_dataset = torch.stack([torch.from_numpy(np.array(images.to_rgb(im))) for im in dataset["image"]])
+    assert torch.equal(tensors, from_dataset.permute(0, 3, 1, 2).float() / 127.5 - 1.0)
+    with pytest.raises(ValueError, match="have 2 sizes"):
+        Image.new("RGB", (8, 8)).save(folder / "img9.png")
+        folders.load_image_tensors(folder, default_caption="x")
+
+
+def test_the_shipped_emoji_as_tensors():
+    tensors, captions = folders.load_emoji_tensors()
+    _, rows = folders.emoji_metadata()
+    assert tensors.shape == (len(rows), 3, 64, 64) and captions == [row["text"] for row in rows]
+    assert tensors.min() >= -1 and tensors.max() <= 1
 
 
 def test_standardize_requires_an_image_column():
     from datasets import Dataset
 
     with pytest.raises(ValueError, match="no image column"):
-        data.standardize(Dataset.from_dict({"text": ["a"]}))
+        hub_datasets.standardize(Dataset.from_dict({"text": ["a"]}))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -278,22 +310,22 @@ def test_standardize_requires_an_image_column():
 def test_to_rgb_handles_every_mode(mode):
     source = Image.new("RGB", (6, 6), (200, 100, 50))
     image = source.convert("I;16") if mode == "I;16" else source.convert(mode)
-    assert data.to_rgb(image).mode == "RGB"
+    assert images.to_rgb(image).mode == "RGB"
 
 
 def test_transparency_is_composited_on_white():
     clear = Image.new("RGBA", (4, 4), (255, 0, 0, 0))
     half = Image.new("RGBA", (4, 4), (0, 0, 0, 128))
-    assert data.to_rgb(clear).getpixel((0, 0)) == (255, 255, 255)
-    assert data.to_rgb(half).getpixel((0, 0)) == (127, 127, 127)
+    assert images.to_rgb(clear).getpixel((0, 0)) == (255, 255, 255)
+    assert images.to_rgb(half).getpixel((0, 0)) == (127, 127, 127)
     palette = Image.new("P", (4, 4), 0)
     palette.info["transparency"] = 0
-    assert data.to_rgb(palette).getpixel((0, 0)) == (255, 255, 255)
+    assert images.to_rgb(palette).getpixel((0, 0)) == (255, 255, 255)
 
 
 def test_16_bit_grayscale_keeps_its_brightness():
     image = Image.new("I;16", (4, 4), 65535)
-    assert data.to_rgb(image).getpixel((0, 0)) == (255, 255, 255)
+    assert images.to_rgb(image).getpixel((0, 0)) == (255, 255, 255)
 
 
 def test_preprocess_shape_and_range():
@@ -320,7 +352,7 @@ def test_flip_happens_about_half_the_time():
 
 def test_with_transform_gives_tensors_and_leaves_the_original_alone(tmp_path):
     folder = make_folder(tmp_path / "imgs", n=4, modes=("RGB", "L", "RGBA", "P"))
-    ds = data.load_image_dataset(str(folder), verbose=False)
+    ds = hub_datasets.load_image_dataset(str(folder), verbose=False)
     ready = data.with_transform(ds, 8)
     row = ready[1]
     assert set(row) == {"images", "text"} and row["images"].shape == (3, 8, 8)
@@ -333,7 +365,7 @@ def test_with_transform_gives_tensors_and_leaves_the_original_alone(tmp_path):
 
 def test_dataloader_shuffle_is_seeded(tmp_path):
     ds = data.with_transform(
-        data.load_image_dataset(str(make_folder(tmp_path / "imgs", n=8)), verbose=False), 8, flip=False
+        hub_datasets.load_image_dataset(str(make_folder(tmp_path / "imgs", n=8)), verbose=False), 8, flip=False
     )
     order = lambda seed: [t for b in data.make_dataloader(ds, 4, seed=seed) for t in b["text"]]  # noqa: E731
     assert order(0) == order(0)
@@ -341,7 +373,7 @@ def test_dataloader_shuffle_is_seeded(tmp_path):
 
 
 def test_dataloader_rejects_bad_input(tmp_path):
-    ds = data.load_image_dataset(str(make_folder(tmp_path / "imgs", n=2)), verbose=False)
+    ds = hub_datasets.load_image_dataset(str(make_folder(tmp_path / "imgs", n=2)), verbose=False)
     with pytest.raises(TypeError, match="with_transform"):
         data.make_dataloader(ds, 2)
     ready = data.with_transform(ds, 8)

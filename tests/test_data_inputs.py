@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from course_utils.data import load_image_dataset, load_image_folder
+from course_utils.folders import load_image_folder
+from course_utils.hub_datasets import load_image_dataset
 
 
 def _images(folder: Path, n: int = 4) -> Path:

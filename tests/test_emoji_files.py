@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 
-from course_utils.data import offline_dataset_dir
+from course_utils.folders import offline_dataset_dir
 
 TRAIN = offline_dataset_dir() / "train"
 # datasets treats a file name holding one of these words as part of that split (see

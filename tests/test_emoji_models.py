@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from course_utils import emoji_quality as q
-from course_utils.models.emoji import FOR_KIND, load_emoji, used_token_ids, zero_unused_rows
+from course_utils.folders import emoji_metadata, load_emoji, load_emoji_tensors
+from course_utils.models.emoji import FOR_KIND
 from course_utils.models.registry import MODELS
 from course_utils.models.resolve import resolve
-from course_utils.text_to_image import load_emoji_tensors
 from course_utils.training import runs
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -90,7 +90,6 @@ def test_ddpm_samples_are_nearer_to_the_faces_than_random_weights(emoji_ddpm_fol
     model's."""
     from diffusers import DDIMPipeline, UNet2DModel
 
-    from course_utils.text_to_image import emoji_metadata
     from course_utils.training.datasets import is_yellow_face
 
     _, rows = emoji_metadata()
@@ -126,14 +125,25 @@ def test_nearest_distance_is_rms_in_pixel_units():
     assert q.nearest_distance(torch.full((1, 3, 16, 16), 0.25), references).item() == pytest.approx(0.25)
 
 
+def export_script():
+    """scripts/export_emoji_models.py, imported by its path (scripts/ is not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("export_emoji_models", ROOT / "scripts" / "export_emoji_models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_zero_unused_rows_keeps_the_caption_tokens():
     from course_utils.models.standins import clip_tokenizer
     from course_utils.text_to_image import make_text_encoder
 
+    export = export_script()
     tokenizer, encoder = clip_tokenizer(), make_text_encoder()
-    used = used_token_ids(tokenizer, ["red apple"])
+    used = export.used_token_ids(tokenizer, ["red apple"])
     assert set(tokenizer("red apple").input_ids) <= set(used.tolist())
-    zeroed = zero_unused_rows(encoder, used)
+    zeroed = export.zero_unused_rows(encoder, used)
     weight = encoder.get_input_embeddings().weight
     assert zeroed == weight.shape[0] - len(used)
     assert weight[used].abs().sum() > 0 and weight.abs().sum(dim=1).count_nonzero() == len(used)
@@ -169,7 +179,9 @@ def test_training_script_runs_every_phase_and_resumes_exactly(tmp_path):
     run_phase("unet", "--steps", "4", "--work_dir", str(straight), *quick)
     run_phase("unet", "--steps", "2", "--work_dir", str(split), *quick)
     assert "resumed at step 2" in run_phase("unet", "--steps", "4", "--work_dir", str(split), *quick)
-    a, b = (torch.load(runs.checkpoints(w / "unet")[-1] / "state.pt", weights_only=False) for w in (straight, split))
+    a, b = (
+        torch.load(runs.checkpoints(w / "unet-run")[-1] / "state.pt", weights_only=False) for w in (straight, split)
+    )
     assert all(torch.equal(a["unet"][k], b["unet"][k]) for k in a["unet"]), "a resumed run must give the same weights"
     assert all(torch.equal(x, y) for x, y in zip(a["extra"]["shadow_params"], b["extra"]["shadow_params"]))
     run_phase("decoder", "--steps", "2", "--work_dir", str(split), *quick)

@@ -127,3 +127,47 @@ def test_named_modules_exist(path):
         and m not in ("setup", "MODELS", "DATASETS")
     ]
     assert not missing, f"{path.name} names modules that do not exist: {sorted(set(missing))}"
+
+
+# Code written out in a lesson and also held by the library is marked at both ends, in the manner of diffusers'
+# "# Copied from": in the cell "# Copied from course_utils.X.name;" and in the library
+# "# Copied in notebooks/NN.ipynb;", each followed by "# kept equal by tests/test_x.py::test_name", the test that
+# fails when the two drift apart.
+COPIED_FROM = re.compile(r"# Copied from (course_utils[\w.]*)[^\n]*\n# kept equal by (tests/\w+\.py::\w+)")
+COPIED_IN = re.compile(r"# Copied in (notebooks/[\w.]+\.ipynb)[^\n]*\n\s*# kept equal by (tests/\w+\.py::\w+)")
+LIBRARY_END_PENDING: set[str] = set()  # library ends not marked yet (none)
+
+
+def copies_in_lessons() -> list[tuple[str, str, str]]:
+    """(notebook, library name, test) of every "# Copied from" marker in the lessons' code cells."""
+    found = []
+    for path in NOTEBOOKS:
+        cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
+        for cell in cells:
+            for name, test in COPIED_FROM.findall("".join(cell["source"])):
+                found.append((f"notebooks/{path.name}", name, test))
+    return found
+
+
+def test_copies_between_lessons_and_the_library_are_marked_at_both_ends():
+    import importlib
+
+    lessons = copies_in_lessons()
+    assert lessons, "no lesson marks a copy: the markers' format changed?"
+    library = {}
+    for path in sorted((ROOT / "course_utils").rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for notebook, test in COPIED_IN.findall(path.read_text(encoding="utf-8")):
+            library.setdefault((module, notebook, test), path)
+    for notebook, name, test in lessons:
+        file, function = test.split("::")
+        assert re.search(rf"^def {function}\(", (ROOT / file).read_text(), re.M), f"{notebook}: no test {test}"
+        module, _, attribute = name.rpartition(".")
+        assert hasattr(importlib.import_module(module), attribute), f"{notebook}: {name} does not exist"
+        if name not in LIBRARY_END_PENDING:
+            assert (module, notebook, test) in library, (
+                f"{notebook} copies {name}, but {module} has no '# Copied in {notebook};' marker naming {test}"
+            )
+    marked = {(name.rpartition(".")[0], notebook, test) for notebook, name, test in lessons}
+    unmatched = sorted(set(library) - marked)
+    assert not unmatched, f"library markers with no lesson marker: {unmatched}"

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from course_utils.checks.pipeline_inputs import check_guidance, check_inputs
-from course_utils.data import to_rgb
+from course_utils.images import to_rgb
 from course_utils.photos import load_photo
 
 

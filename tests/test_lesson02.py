@@ -124,6 +124,31 @@ def test_notebook_loop_matches_pipeline_with_negative_prompt(sd, loop):
     assert (ours - reference).abs().max().item() <= 1e-4
 
 
+def test_the_sampling_benchmark_runs_the_lessons_loop(sd, loop):
+    """bench/sampling.py times a copy of the notebook's sd_generate: the two give the same pixels."""
+    import sys
+
+    sys.path.insert(0, str(NOTEBOOK.parents[1] / "bench"))
+    import sampling
+
+    generator = torch.Generator().manual_seed(4)
+    ours = loop["sd_generate"](PROMPT, make_scheduler(sd, "Euler"), generator=generator, **SETTINGS)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        sd.folder,
+        vae=sd.vae,
+        text_encoder=sd.text_encoder,
+        tokenizer=sd.tokenizer,
+        unet=sd.unet,
+        scheduler=make_scheduler(sd, "Euler"),
+        safety_checker=None,
+        requires_safety_checker=False,
+        dtype=torch.float32,
+    )
+    steps, guidance, height, width = (SETTINGS[k] for k in ("num_inference_steps", "guidance_scale", "height", "width"))
+    bench = sampling.course_loop(pipe, PROMPT, steps, guidance, height, width, torch.Generator().manual_seed(4))
+    assert ours.shape == bench.shape and (ours - bench).abs().max().item() <= 1e-4
+
+
 def test_euler_needs_both_scaling_calls(sd):
     """Euler is the scheduler where init_noise_sigma and scale_model_input are not no-ops
     (so the parity means something)."""

@@ -486,7 +486,7 @@ def emoji_pipeline(folder: Path, cls_name: str, scheduler_name: str):
 
 @pytest.fixture(scope="module")
 def apple():
-    from course_utils.models.emoji import load_emoji
+    from course_utils.folders import load_emoji
 
     return load_emoji("red apple", 64)
 
@@ -574,7 +574,7 @@ def test_img2img_parity_check_notices_a_wrong_start(loops, emoji_sd_folder, appl
 @pytest.mark.parametrize("scheduler_name", SCHEDULERS)
 def test_inpaint_by_hand_matches_pipeline_4_channels(loops, emoji_sd_folder, scheduler_name):
     """4-channel UNet (the emoji model): the pipeline blends the kept area back after every step."""
-    from course_utils.models.emoji import load_emoji
+    from course_utils.folders import load_emoji
 
     pipe = emoji_pipeline(emoji_sd_folder, "StableDiffusionInpaintPipeline", scheduler_name)
     assert pipe.unet.config.in_channels == 4
@@ -631,7 +631,7 @@ def test_inpaint_by_hand_matches_pipeline_9_channels(loops, standin_root, schedu
 @pytest.mark.usefixtures("one_thread")
 def test_inpaint_by_hand_keeps_the_area_outside_the_mask(loops, emoji_sd_folder):
     """The 4-channel branch blends: outside the mask the picture survives (not so if all white)."""
-    from course_utils.models.emoji import load_emoji
+    from course_utils.folders import load_emoji
 
     pipe = emoji_pipeline(emoji_sd_folder, "StableDiffusionInpaintPipeline", "PNDMScheduler")
     face, mask = load_emoji("grinning face", 64), ellipse_mask()
@@ -700,7 +700,7 @@ def test_by_hand_pictures_are_the_pipelines_pictures(loops, emoji_sd_folder, app
     """The notebook shows its by-hand results with to_pil: the same PIL pixels as the pipelines' own pictures
     (output_type="pil"), for image-to-image and inpainting. postprocess's default, which denormalises a [0, 1]
     tensor a second time, turns black into (128, 128, 128) and fails this."""
-    from course_utils.models.emoji import load_emoji
+    from course_utils.folders import load_emoji
 
     i2i = emoji_pipeline(emoji_sd_folder, "StableDiffusionImg2ImgPipeline", "UniPCMultistepScheduler")
     settings = dict(strength=0.6, num_inference_steps=6, guidance_scale=3.0)
@@ -733,7 +733,7 @@ def test_by_hand_unet_inputs_have_the_pipelines_memory_layout(loops, emoji_sd_fo
     rounds differently on the two (full-size stand-in, 512 px, 2 steps: 9.6e-5 in the pixels; emoji model, 64 px:
     3.2e-6; 0.0 once the layouts agree). The VAE itself in channels-last layout makes sure of it here, and
     the by-hand loops' UNet inputs must have the pipelines' strides."""
-    from course_utils.models.emoji import load_emoji
+    from course_utils.folders import load_emoji
 
     cls = "StableDiffusionImg2ImgPipeline" if task == "img2img" else "StableDiffusionInpaintPipeline"
     pipe = emoji_pipeline(emoji_sd_folder, cls, "DDIMScheduler")

@@ -9,8 +9,9 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from course_utils.data import load_image_dataset, to_rgb
 from course_utils.exercises.lesson04_datasets import check_animals, check_preprocess, check_to_pixels
+from course_utils.hub_datasets import load_image_dataset
+from course_utils.images import to_rgb
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import nbformat
 import pytest
 import torch
 
+from course_utils import lora
 from course_utils.exercises.lesson08_lora import check_fused_weight, check_lora_count, check_lora_forward
 from course_utils.training import lora as lora_trainer
 
@@ -94,6 +95,8 @@ def test_the_notebook_trains_only_the_lora(tmp_path):
     trainable = [n for n, p in unet.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
     assert sum(p.numel() for p in namespace["params"]) == 35_840
+    # the cell's count, written out, is course_utils.lora.count_parameters
+    assert (namespace["trainable"], namespace["total"]) == lora.count_parameters(unet)
 
 
 def test_the_notebook_loop_trains_the_same_lora_as_the_trainer(tmp_path, emoji_sd_folder):

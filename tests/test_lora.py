@@ -1,6 +1,7 @@
-"""course_utils.lora and scripts/train_lora.py: the folder reader, the checks that turn bad input
-into clear errors, the trainable-parameter count, the save/load/fuse/unfuse round trip on the real
-pipeline, and the trainer's exact resume."""
+"""course_utils.lora and scripts/train_lora.py: the folder reader as lesson 08 uses it
+(course_utils.folders), the checks that turn bad input into clear errors, the trainable-parameter
+count, the save/load/fuse/unfuse round trip on the real pipeline, the measurements
+(course_utils.emoji_quality), and the trainer's exact resume."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import torch
 from PIL import Image
 
 from course_utils import lora
+from course_utils.emoji_quality import colourfulness, distance_to_targets, generate, nearest_in
 from course_utils.exercises.lesson08_lora import expected_lora_count
+from course_utils.folders import load_image_tensors
 from course_utils.training import lora as lora_trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +59,7 @@ def test_folder_with_metadata_jsonl(tmp_path):
     names = write_images(tmp_path, 3)
     rows = [{"file_name": n, "text": f"caption {i}"} for i, n in enumerate(names)]
     (tmp_path / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    images, captions = lora.load_image_folder(tmp_path, 16)
+    images, captions = load_image_tensors(tmp_path, 16)
     assert images.shape == (3, 3, 16, 16) and captions == ["caption 0", "caption 1", "caption 2"]
     assert images.min() >= -1 and images.max() <= 1
     assert torch.allclose(images[0, :, 0, 0], torch.tensor([-1.0, -1.0, 1.0]))  # (0, 0, 255)
@@ -69,34 +72,34 @@ def test_folder_images_and_metadata_are_read_as_the_dataset_path_reads_them(tmp_
     sticker = Image.new("RGBA", (8, 8), (255, 0, 0, 255))
     sticker.putpixel((0, 0), (0, 0, 0, 0))  # a transparent corner
     sticker.save(tmp_path / "sticker.png")
-    images, _ = lora.load_image_folder(tmp_path, 8, default_caption="a sticker")
+    images, _ = load_image_tensors(tmp_path, 8, default_caption="a sticker")
     assert torch.allclose(images[0, :, 0, 0], torch.ones(3)) and images[0, 0, 4, 4] == 1.0
     rows = [{"file_name": "sticker.png", "text": "a"}, {"file_name": "gone.png", "text": "b"}]
     (tmp_path / "metadata.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(FileNotFoundError, match="gone.png"):
-        lora.load_image_folder(tmp_path, 8)
+        load_image_tensors(tmp_path, 8)
 
 
 def test_folder_with_txt_captions_and_a_default(tmp_path):
     write_images(tmp_path, 2)
     (tmp_path / "0.txt").write_text("a photo of sks dog\n")
     with pytest.raises(ValueError, match=r"No caption for \['1.png'\].*default_caption"):
-        lora.load_image_folder(tmp_path, 8)
-    _, captions = lora.load_image_folder(tmp_path, 8, default_caption="a photo of sks cat")
+        load_image_tensors(tmp_path, 8)
+    _, captions = load_image_tensors(tmp_path, 8, default_caption="a photo of sks cat")
     assert captions == ["a photo of sks dog", "a photo of sks cat"]
 
 
 def test_folder_with_no_images_says_what_to_put_there(tmp_path):
     (tmp_path / "notes.txt").write_text("no pictures here")
-    with pytest.raises(ValueError, match=r"No images in .*\.png.*10-30 pictures"):
-        lora.load_image_folder(tmp_path, 64)
-    with pytest.raises(FileNotFoundError, match="does not exist"):
-        lora.load_image_folder(tmp_path / "missing", 64)
+    with pytest.raises(FileNotFoundError, match=r"No images in .*notes\.txt.*\.png"):
+        load_image_tensors(tmp_path, 64)
+    with pytest.raises(FileNotFoundError, match="No folder at"):
+        load_image_tensors(tmp_path / "missing", 64)
 
 
 def test_the_shipped_concepts(tmp_path):
     for style in ("inverted", "monochrome"):
-        images, captions = lora.load_image_folder(ROOT / "data" / "lora-concepts" / style / "train", 64)
+        images, captions = load_image_tensors(ROOT / "data" / "lora-concepts" / style / "train", 64)
         assert len(images) == 24 and all(c.endswith(f" in {style} style") for c in captions)
 
 
@@ -181,26 +184,26 @@ def test_save_load_fuse_unfuse_round_trip(pipe, emoji_sd_folder, tmp_path):
     saved = save_random_lora(emoji_unet(emoji_sd_folder), tmp_path / "lora")
     prompts = ["red apple", "rocket"]
     kwargs = dict(seed=0, steps=6, guidance_scale=4.0)
-    base = lora.generate(pipe, prompts, **kwargs)
+    base = generate(pipe, prompts, **kwargs)
     pipe.load_lora_weights(saved, adapter_name="test")
     try:
-        with_lora = lora.generate(pipe, prompts, **kwargs)
+        with_lora = generate(pipe, prompts, **kwargs)
         assert (with_lora - base).abs().max() > 0.1  # the LoRA changes the picture
         pipe.fuse_lora(components=["unet"], lora_scale=1.0)
-        fused = lora.generate(pipe, prompts, **kwargs)
+        fused = generate(pipe, prompts, **kwargs)
         pipe.unfuse_lora(components=["unet"])
-        unfused = lora.generate(pipe, prompts, **kwargs)
+        unfused = generate(pipe, prompts, **kwargs)
         assert (fused - with_lora).abs().max() < 0.02  # merged weights: the same picture, up to rounding
         assert (unfused - with_lora).abs().max() < 1e-3  # unfused: back to the adapter's picture
         pipe.set_adapters(["test"], adapter_weights=[0.0])
         # weight 0: no LoRA. Not exactly the base picture: fuse + unfuse added and took away B @ A in fp32, which
         # leaves rounding in the base weights (1.6e-5 seen on one CPU); an active LoRA differs by more than 0.1.
-        assert (lora.generate(pipe, prompts, **kwargs) - base).abs().max() < 1e-4
+        assert (generate(pipe, prompts, **kwargs) - base).abs().max() < 1e-4
         pipe.disable_lora()  # the LoRA layers skipped: the original picture, up to that rounding
-        assert (lora.generate(pipe, prompts, **kwargs) - base).abs().max() < 1e-4
+        assert (generate(pipe, prompts, **kwargs) - base).abs().max() < 1e-4
     finally:
         pipe.unload_lora_weights()
-    unloaded = lora.generate(pipe, prompts, **kwargs)
+    unloaded = generate(pipe, prompts, **kwargs)
     assert (unloaded - base).abs().max() < 1e-4  # the model is the original again, up to the same rounding
 
 
@@ -276,7 +279,7 @@ def test_colourfulness():
     grey = torch.full((1, 3, 8, 8), 0.3)
     red = torch.zeros(1, 3, 8, 8)
     red[:, 0] = 0.9
-    assert torch.allclose(lora.colourfulness(torch.cat([grey, red])), torch.tensor([0.0, 0.9]))
+    assert torch.allclose(colourfulness(torch.cat([grey, red])), torch.tensor([0.0, 0.9]))
 
 
 def test_the_trainer_refuses_bad_input(tmp_path, emoji_sd_folder):
@@ -290,7 +293,7 @@ def test_the_trainer_refuses_bad_input(tmp_path, emoji_sd_folder):
     with pytest.raises(ValueError, match="rank=0: the LoRA rank must be at least 1"):
         lora_trainer.train_lora(lora_trainer.LoraTrainingConfig(**base, rank=0), progress=False)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="No images in"):
+    with pytest.raises(FileNotFoundError, match="No images in"):
         lora_trainer.train_lora(
             lora_trainer.LoraTrainingConfig(**{**base, "data_dir": str(tmp_path / "empty")}), progress=False
         )
@@ -303,8 +306,8 @@ def test_the_trainer_refuses_bad_input(tmp_path, emoji_sd_folder):
 def test_distances():
     a = torch.zeros(2, 3, 64, 64)
     b = torch.cat([torch.zeros(1, 3, 64, 64), torch.full((1, 3, 64, 64), 0.5)])
-    assert torch.allclose(lora.distance_to_targets(a, b), torch.tensor([0.0, 0.5]))
-    distances, index = lora.nearest_in(b, a[:1].expand(3, -1, -1, -1).clone())
+    assert torch.allclose(distance_to_targets(a, b), torch.tensor([0.0, 0.5]))
+    distances, index = nearest_in(b, a[:1].expand(3, -1, -1, -1).clone())
     assert torch.allclose(distances, torch.tensor([0.0, 0.5])) and index.tolist() == [0, 0]
 
 

@@ -107,16 +107,16 @@ def test_each_fallback_step_works_through_the_mirror(olah_mirror, tmp_path):
     repo's parquet branch."""
     code = """
 import course_utils
-from course_utils import data
+from course_utils import hub_datasets
 course = course_utils.setup()
 repo = "huggan/flowers-102-categories"
-print("STEP2", len(data.from_snapshot(repo, "train")))
-print("STEP3", len(data.from_parquet_branch(repo, "train")))
-print("CACHED", len(data.from_snapshot(repo, "train", local_files_only=True)))
+print("STEP2", len(hub_datasets.from_snapshot(repo, "train")))
+print("STEP3", len(hub_datasets.from_parquet_branch(repo, "train")))
+print("CACHED", len(hub_datasets.from_snapshot(repo, "train", local_files_only=True)))
 def refuse(*args, **kwargs):
     raise ConnectionError("mirror refused load_dataset")
-data.from_hub = refuse
-chain = data.load_image_dataset("flowers", hub_ok=True)
+hub_datasets.from_hub = refuse
+chain = hub_datasets.load_image_dataset("flowers", hub_ok=True)
 print("CHAIN", len(chain))
 """
     with mirror.faulty_mirror(olah_mirror.url, "pass") as proxy:
@@ -135,17 +135,17 @@ def test_local_copy_and_shipped_steps_when_the_mirror_lacks_the_repo(olah_mirror
     A local copy is used when the hub steps fail for another reason, the shipped dataset last."""
     code = """
 import course_utils
-from course_utils import data
+from course_utils import hub_datasets
 course = course_utils.setup()
 try:
-    data.load_image_dataset("someone/no-such-dataset", hub_ok=True)
+    hub_datasets.load_image_dataset("someone/no-such-dataset", hub_ok=True)
 except Exception as err:
     print("MISSING", type(err).__name__)
 def refuse(*args, **kwargs):
     raise ConnectionError("mirror refused")
-data.from_hub = data.from_snapshot = data.from_parquet_branch = refuse
-print("LOCAL", len(data.load_image_dataset("flowers", hub_ok=True, local_dir="data/emoji")))
-print("SHIPPED", len(data.load_image_dataset("flowers", hub_ok=True, local_dir="no-such-folder")))
+hub_datasets.from_hub = hub_datasets.from_snapshot = hub_datasets.from_parquet_branch = refuse
+print("LOCAL", len(hub_datasets.load_image_dataset("flowers", hub_ok=True, local_dir="data/emoji")))
+print("SHIPPED", len(hub_datasets.load_image_dataset("flowers", hub_ok=True, local_dir="no-such-folder")))
 """
     out = _ok(mirror.run_python(code, olah_mirror.url, tmp_path / "hf"))
     assert "MISSING" in out and "LOCAL 1870" in out and "SHIPPED 1870" in out, out

@@ -69,7 +69,7 @@ def test_a_non_editable_install_finds_its_assets_and_says_where_the_data_is(inst
     code = (
         "import course_utils; print(course_utils.__file__); "
         "from course_utils.models.standins import clip_tokenizer; print(clip_tokenizer()('a photo of').input_ids); "
-        "from course_utils.data import offline_dataset_dir; offline_dataset_dir()"
+        "from course_utils.folders import offline_dataset_dir; offline_dataset_dir()"
     )
     done = run_installed(installed, code)
     assert str(installed) in done.stdout, done.stdout + done.stderr  # the installed copy, not the checkout
@@ -79,6 +79,6 @@ def test_a_non_editable_install_finds_its_assets_and_says_where_the_data_is(inst
 
 
 def test_a_non_editable_install_uses_course_data_dir(installed):
-    code = "from course_utils.data import offline_dataset_dir; print(offline_dataset_dir())"
+    code = "from course_utils.folders import offline_dataset_dir; print(offline_dataset_dir())"
     done = run_installed(installed, code, COURSE_DATA_DIR=str(ROOT / "data"))
     assert done.returncode == 0 and str(ROOT / "data" / "emoji") in done.stdout, done.stderr

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from course_utils import emoji_quality as q
+from course_utils.folders import load_emoji_tensors
 from course_utils.models.emoji import models_dir
-from course_utils.text_to_image import load_emoji_tensors
 
 PIPELINE_FOLDERS = sorted(p.parent.name for p in models_dir().glob("*/model_index.json"))
 LORA_FOLDERS = sorted(p.parent.name for p in models_dir().glob("*/pytorch_lora_weights.safetensors"))

@@ -63,7 +63,7 @@ def test_model_name_in_the_wrong_case_gets_a_suggestion():
 
 
 def test_empty_dataset_name_is_refused_rather_than_loading_the_current_folder():
-    from course_utils.data import load_image_dataset
+    from course_utils.hub_datasets import load_image_dataset
 
     with pytest.raises(ValueError, match="name_or_path is empty"):
         load_image_dataset("  ")

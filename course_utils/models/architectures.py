@@ -71,6 +71,8 @@ SD_UNET = {
         norm_num_groups=8,
     ),
     # The course's trained text-to-image emoji model: 8 x 8 latents of 64 px emoji, text width 64.
+    # Copied in notebooks/07_text_to_image_from_scratch.ipynb;
+    # kept equal by tests/test_lesson07.py::test_notebook_configs_are_the_emoji_models
     "emoji": dict(
         sample_size=8,
         in_channels=4,
@@ -107,6 +109,8 @@ SD_VAE = {
         down_block_types=("DownEncoderBlock2D",) * 4,
         up_block_types=("UpDecoderBlock2D",) * 4,
     ),
+    # Copied in notebooks/07_text_to_image_from_scratch.ipynb;
+    # kept equal by tests/test_lesson07.py::test_notebook_configs_are_the_emoji_models
     "emoji": dict(
         sample_size=64,
         in_channels=3,
@@ -124,8 +128,12 @@ SD_TEXT_ENCODER = {
         hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12, projection_dim=768
     ),
     "tiny": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, projection_dim=32),
+    # Copied in notebooks/07_text_to_image_from_scratch.ipynb;
+    # kept equal by tests/test_lesson07.py::test_notebook_configs_are_the_emoji_models
     "emoji": dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4, projection_dim=64),
 }
+# Copied in notebooks/07_text_to_image_from_scratch.ipynb (with SD_TEXT_ENCODER["emoji"]);
+# kept equal by tests/test_lesson07.py::test_notebook_configs_are_the_emoji_models
 CLIP_TEXT_COMMON = dict(
     vocab_size=49408,
     max_position_embeddings=77,

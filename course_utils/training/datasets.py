@@ -57,7 +57,8 @@ def emoji_faces(dataset: "Dataset") -> "Dataset":
 
 def load_training_dataset(name: str, hub_ok: bool | None = None, verbose: bool = True) -> "Dataset":
     """`load_image_dataset(name)`, plus the name 'emoji-faces': the yellow faces of the shipped emoji set."""
-    from course_utils.data import OFFLINE_NAME, load_image_dataset
+    from course_utils.folders import OFFLINE_NAME
+    from course_utils.hub_datasets import load_image_dataset
 
     if name != EMOJI_FACES:
         return load_image_dataset(name, hub_ok=hub_ok, verbose=verbose)

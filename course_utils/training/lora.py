@@ -12,7 +12,8 @@ from pathlib import Path
 
 import torch
 
-from course_utils.lora import LORA_FILE, check_lora_config, load_image_folder
+from course_utils.folders import load_image_tensors
+from course_utils.lora import LORA_FILE, check_lora_config
 from course_utils.training import runs, runtime
 
 CHECKPOINTS_KEPT = 2
@@ -91,7 +92,7 @@ def _encode_folder(folder: str, config: LoraTrainingConfig, parts: dict, device,
     """A folder's latent distributions (encoded once: the VAE is frozen) and caption token ids."""
     from course_utils.text_to_image import encode_all, tokenize
 
-    images, captions = load_image_folder(folder, config.resolution, caption)
+    images, captions = load_image_tensors(folder, config.resolution, caption)
     vae = parts["vae"]
     means, stds = encode_all(vae, images.to(device, vae.dtype), batch_size=8)
     return dict(
@@ -229,6 +230,8 @@ def _setup_run(config: LoraTrainingConfig, accelerator, dtype: torch.dtype) -> d
     return dict(parts, data=data, unet=unet, params=params, optimizer=optimizer, lr_scheduler=lr_scheduler)
 
 
+# Copied in notebooks/08_lora_finetuning.ipynb, the loop of its training section;
+# kept equal by tests/test_lesson08.py::test_the_notebook_loop_trains_the_same_lora_as_the_trainer
 def _train_step(config: LoraTrainingConfig, run: dict, accelerator, step: int) -> torch.Tensor:
     """One optimizer step on a batch drawn from a generator seeded by (seed, step, process)."""
     from course_utils.text_to_image import text_to_image_loss
