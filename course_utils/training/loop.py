@@ -145,25 +145,11 @@ class TrainState:
 
 
 @dataclass
-class TrainResult:
-    """What a call to train() did: where its files are, how far it got, and its loss history."""
+class TrainResult(runtime.RunResult):
+    """What a call to train() did (see runtime.RunResult), and where the model and the newest checkpoint are."""
 
-    output_dir: Path
-    step: int
-    total_steps: int
-    history: list
-    seconds: float
-    mixed_precision: str
     model_dir: Path | None  # the saved DDPMPipeline folder (None if the run was stopped before the end)
     checkpoint: Path | None  # the newest checkpoint
-
-    @property
-    def losses(self) -> list[float]:
-        return [h["loss"] for h in self.history]
-
-    @property
-    def finished(self) -> bool:
-        return self.step >= self.total_steps
 
 
 def make_accelerator(config: TrainingConfig):

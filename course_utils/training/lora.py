@@ -52,21 +52,10 @@ class LoraTrainingConfig:
 
 
 @dataclass
-class LoraResult:
-    """What train_lora did: where the LoRA is, how far the run got, its losses and its time."""
+class LoraResult(runtime.RunResult):
+    """What train_lora did (see runtime.RunResult), and where the LoRA is."""
 
-    output_dir: Path
-    step: int
-    total_steps: int
-    history: list
-    seconds: float
-    mixed_precision: str
     lora_path: Path | None  # the saved LoRA file (None if the run was stopped before the end)
-
-    @property
-    def losses(self) -> list[float]:
-        """The loss of each step, in order."""
-        return [h["loss"] for h in self.history]
 
 
 def _load_parts(config: LoraTrainingConfig, dtype: torch.dtype) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -20,6 +21,28 @@ from course_utils.training import runs
 from course_utils.training.config import MIXED_PRECISION
 
 STATE_FILE = "state.pt"  # the single-file checkpoint of the LoRA trainer and the emoji script
+
+
+# ------------------------------------------------------------------------------------------------ what a run did
+@dataclass
+class RunResult:
+    """What a call to a trainer did: where its files are, how far it got, its loss history and its time."""
+
+    output_dir: Path
+    step: int
+    total_steps: int
+    history: list  # one {"step", "loss", ...} per optimizer step
+    seconds: float
+    mixed_precision: str
+
+    @property
+    def losses(self) -> list[float]:
+        """The loss of each step, in order."""
+        return [h["loss"] for h in self.history]
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.total_steps
 
 
 # ---------------------------------------------------------------------------------------------- the precision rule
