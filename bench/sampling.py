@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -75,7 +76,25 @@ def fast_path(pipe, compile_mode: str | None):
     return pipe
 
 
-def main() -> None:
+PROMPT, GUIDANCE = "a photo of an astronaut riding a horse on mars", 7.5
+
+
+@dataclass
+class Settings:
+    """What one run measures, with the defaults that depend on the size and the device filled in."""
+
+    size: str
+    device: str
+    steps: int
+    repeats: int
+    px: int
+    compile: bool
+    compile_mode: str
+    threads: str
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line: size, steps, repeats and the fast path's torch.compile switches."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size", choices=["tiny", "full"], default="full" if torch.cuda.is_available() else "tiny")
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default 50 full, 20 tiny)")
@@ -94,74 +113,100 @@ def main() -> None:
         help="torch.compile's mode: max-autotune (fastest on a GPU, minutes of autotuning; the default "
         "there) or default (quicker to build; the default on a CPU)",
     )
-    args = parser.parse_args()
-    from transformers.utils import logging as transformers_logging
+    return parser.parse_args(argv)
 
-    transformers_logging.disable_progress_bar()
+
+def settings(args: argparse.Namespace) -> Settings:
+    """Fill in the defaults; the tiny model on a CPU runs on one thread."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     full = args.size == "full"
-    steps = args.steps or (50 if full else 20)
-    args.repeats = args.repeats or (5 if full else 15)
-    px = 512 if full else 64
-    prompt, guidance = "a photo of an astronaut riding a horse on mars", 7.5
-    base_dtype = torch.float16 if device == "cuda" else torch.float32
     threads = ""
     if device == "cpu" and not full:
         torch.set_num_threads(1)  # the tiny model's ops are too small to share; a second thread mostly adds noise
         threads = ", 1 CPU thread"
-    print(f"device {device}{threads}, {args.size} SD 1.5 architecture, {px} px, {steps} steps, guidance {guidance}")
+    return Settings(
+        size=args.size,
+        device=device,
+        steps=args.steps or (50 if full else 20),
+        repeats=args.repeats or (5 if full else 15),
+        px=512 if full else 64,
+        compile=args.compile,
+        compile_mode=args.compile_mode,
+        threads=threads,
+    )
 
-    # 1. The lesson's loop vs the pipeline: same components, same seed; the loop should add no overhead.
-    pipe = load(args.size, device, base_dtype)
-    gen = lambda: torch.Generator(device).manual_seed(0)  # noqa: E731
-    settings = dict(num_inference_steps=steps, guidance_scale=guidance, height=px, width=px)
-    ours = course_loop(pipe, prompt, steps, guidance, px, px, gen())
-    theirs = pipe(prompt, generator=gen(), output_type="pt", **settings).images
-    print(f"same image: max pixel difference {(ours.float() - theirs.float()).abs().max().item():.1e}")
-    r = compare(
-        lambda: course_loop(pipe, prompt, steps, guidance, px, px, gen()),
-        lambda: pipe(prompt, generator=gen(), output_type="pt", **settings),
-        device,
-        repeats=args.repeats,
+
+def run(s: Settings) -> dict:
+    """1. The lesson's loop vs the pipeline: same components, same seed; the loop should add no overhead.
+    2. The fast path vs the eager pipeline (fp16 on a GPU, fp32 on the CPU)."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
+    base_dtype = torch.float16 if s.device == "cuda" else torch.float32
+    fast_dtype = torch.bfloat16 if s.device == "cuda" else torch.float32
+    pipe = load(s.size, s.device, base_dtype)
+    gen = lambda: torch.Generator(s.device).manual_seed(0)  # noqa: E731
+    options = dict(num_inference_steps=s.steps, guidance_scale=GUIDANCE, height=s.px, width=s.px)
+    loop = lambda: course_loop(pipe, PROMPT, s.steps, GUIDANCE, s.px, s.px, gen())  # noqa: E731
+    ours = loop()
+    theirs = pipe(PROMPT, generator=gen(), output_type="pt", **options).images
+    difference = (ours.float() - theirs.float()).abs().max().item()
+    eager = lambda: pipe(PROMPT, generator=gen(), output_type="pt", **options)  # noqa: E731
+    loop_vs_pipeline = compare(loop, eager, s.device, repeats=s.repeats)
+    fast = fast_path(load(s.size, s.device, fast_dtype), s.compile_mode if s.compile else None)
+    start = time.perf_counter()
+    fast(PROMPT, generator=gen(), output_type="pt", **options)
+    warmup_s = time.perf_counter() - start
+    fast_vs_eager = compare(
+        lambda: fast(PROMPT, generator=gen(), output_type="pt", **options), eager, s.device, repeats=s.repeats
     )
+    return {
+        "base_dtype": base_dtype,
+        "fast_dtype": fast_dtype,
+        "difference": difference,
+        "loop_vs_pipeline": loop_vs_pipeline,
+        "warmup_s": warmup_s,
+        "fast_vs_eager": fast_vs_eager,
+    }
+
+
+def print_settings(s: Settings) -> None:
+    """The line that says what is measured, printed before the run."""
     print(
-        f"course loop  {r['candidate_s']:.3f} s/image, median of {args.repeats} "
-        f"({steps / r['candidate_s']:.1f} UNet steps/s)"
+        f"device {s.device}{s.threads}, {s.size} SD 1.5 architecture, {s.px} px, {s.steps} steps, guidance {GUIDANCE}"
     )
-    print(
-        f"pipeline     {r['reference_s']:.3f} s/image, median of {args.repeats} "
-        f"({steps / r['reference_s']:.1f} UNet steps/s)"
-    )
+
+
+def report(s: Settings, results: dict) -> None:
+    """Seconds per image, UNet steps per second and the two ratios with their intervals."""
+    print(f"same image: max pixel difference {results['difference']:.1e}")
+    r = results["loop_vs_pipeline"]
+    for name, seconds in (("course loop ", r["candidate_s"]), ("pipeline    ", r["reference_s"])):
+        print(f"{name} {seconds:.3f} s/image, median of {s.repeats} ({s.steps / seconds:.1f} UNet steps/s)")
     print(
         f"RATIO loop vs pipeline (pipeline time / loop time): {r['speedup']:.3f}  "
         f"(90% interval {r['interval'][0]:.3f}-{r['interval'][1]:.3f}; goal: >= 0.98)"
     )
-
-    # 2. The fast path vs the eager pipeline (fp16 on a GPU, fp32 on the CPU).
-    eager = pipe
-    fast_dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    fast = fast_path(load(args.size, device, fast_dtype), args.compile_mode if args.compile else None)
-    start = time.perf_counter()
-    fast(prompt, generator=gen(), output_type="pt", **settings)
     print(
-        f"fast path warm-up{' (includes torch.compile)' if args.compile else ''}: "
-        f"{time.perf_counter() - start:.1f} s, excluded below"
+        f"fast path warm-up{' (includes torch.compile)' if s.compile else ''}: "
+        f"{results['warmup_s']:.1f} s, excluded below"
     )
-    r = compare(
-        lambda: fast(prompt, generator=gen(), output_type="pt", **settings),
-        lambda: eager(prompt, generator=gen(), output_type="pt", **settings),
-        device,
-        repeats=args.repeats,
+    r = results["fast_vs_eager"]
+    what = f"{str(results['fast_dtype']).replace('torch.', '')} + channels_last + fused QKV + SDPA" + (
+        f" + torch.compile ({s.compile_mode})" if s.compile else ""
     )
-    what = f"{str(fast_dtype).replace('torch.', '')} + channels_last + fused QKV + SDPA" + (
-        f" + torch.compile ({args.compile_mode})" if args.compile else ""
-    )
-    print(f"fast path ({what}) {r['candidate_s']:.3f} s/image ({steps / r['candidate_s']:.1f} UNet steps/s)")
-    print(f"eager {str(base_dtype).replace('torch.', '')} pipeline {r['reference_s']:.3f} s/image")
+    print(f"fast path ({what}) {r['candidate_s']:.3f} s/image ({s.steps / r['candidate_s']:.1f} UNet steps/s)")
+    print(f"eager {str(results['base_dtype']).replace('torch.', '')} pipeline {r['reference_s']:.3f} s/image")
     print(
         f"RATIO fast path vs eager pipeline: {r['speedup']:.2f}x  "
         f"(90% interval {r['interval'][0]:.2f}-{r['interval'][1]:.2f}; goal on a GPU at full size: >= 1.8x)"
     )
+
+
+def main() -> None:
+    s = settings(parse_args())
+    print_settings(s)
+    report(s, run(s))
 
 
 if __name__ == "__main__":

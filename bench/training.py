@@ -24,6 +24,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -161,9 +162,23 @@ def unet_flops_per_image(config) -> float:
     return 3.0 * counter.get_total_flops()
 
 
-def main() -> None:
-    from course_utils.training import TrainingConfig
+@dataclass
+class Settings:
+    """What one run measures, with the defaults that depend on the size and the device filled in."""
 
+    size: str
+    config: object  # course_utils.training.TrainingConfig
+    dataset: object
+    steps: int
+    repeats: int
+    variants: bool
+    peak_tflops: float | None
+    on_gpu: bool
+    threads: str
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line: size, steps, repeats, the trainer's variants and the GPU's peak for MFU."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     on_gpu = torch.cuda.is_available()
     parser.add_argument("--size", choices=["tiny", "full"], default="full" if on_gpu else "tiny")
@@ -181,21 +196,39 @@ def main() -> None:
         "(default: on a GPU; on a CPU compiling takes minutes)",
     )
     parser.add_argument("--peak-tflops", type=float, default=None, help="the GPU's dense bf16 peak, for MFU")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
+
+
+def settings(args: argparse.Namespace) -> Settings:
+    """Fill in the defaults and load the dataset; the tiny UNet on a CPU runs on one thread."""
+    from course_utils.training import TrainingConfig
+
+    on_gpu = torch.cuda.is_available()
     config = TrainingConfig.full() if args.size == "full" else TrainingConfig.smoke()
-    steps = args.steps or (50 if args.size == "full" else 70)
-    repeats = args.repeats or (2 if args.size == "full" else 5)
-    dataset = dataset_for(config.image_size)
-    device = "cuda" if on_gpu else "cpu"
     threads = ""
     if not on_gpu and args.size == "tiny":
         # the tiny UNet's ops are too small to share; a second thread mostly adds noise
         torch.set_num_threads(1)
         threads = ", 1 CPU thread"
+    return Settings(
+        size=args.size,
+        config=config,
+        dataset=dataset_for(config.image_size),
+        steps=args.steps or (50 if args.size == "full" else 70),
+        repeats=args.repeats or (2 if args.size == "full" else 5),
+        variants=args.variants,
+        peak_tflops=args.peak_tflops,
+        on_gpu=on_gpu,
+        threads=threads,
+    )
+
+
+def print_settings(s: Settings) -> None:
+    """What is measured and how the two loops differ, printed before the run."""
     print(
-        f"device {device}{threads}, {args.size} UNet at {config.image_size} px, "
-        f"batch {config.train_batch_size}, {steps} steps "
-        f"per run ({WARMUP} warm-up), {repeats} runs of each, alternating; {len(dataset)} images",
+        f"device {'cuda' if s.on_gpu else 'cpu'}{s.threads}, {s.size} UNet at {s.config.image_size} px, "
+        f"batch {s.config.train_batch_size}, {s.steps} steps "
+        f"per run ({WARMUP} warm-up), {s.repeats} runs of each, alternating; {len(s.dataset)} images",
         flush=True,
     )
     print(
@@ -204,31 +237,38 @@ def main() -> None:
         flush=True,
     )
 
+
+def run(s: Settings) -> dict[str, list[tuple[float, float]]]:
+    """The reference loop and each trainer variant, alternately: (mean, median) seconds per step of every run."""
     candidates = {"course trainer": {}}
-    if args.variants:
+    if s.variants:
         candidates["+ channels_last"] = {"channels_last": True}
         candidates["+ channels_last + torch.compile"] = {"channels_last": True, "torch_compile": True}
-    every = config.logging_steps
+    every = s.config.logging_steps
     with quiet():
-        reference_loop(config, dataset, 3)  # first touch: file cache, allocator, kernel selection
+        reference_loop(s.config, s.dataset, 3)  # first touch: file cache, allocator, kernel selection
     results = {name: [] for name in ["reference loop", *candidates]}
-    for repeat in range(repeats):
+    for repeat in range(s.repeats):
         with quiet():
-            results["reference loop"].append(steady(reference_loop(config, dataset, steps), 1))
+            results["reference loop"].append(steady(reference_loop(s.config, s.dataset, s.steps), 1))
         for name, switches in candidates.items():
             if switches.get("torch_compile") and repeat:
                 continue  # each run compiles anew (a minute or more): one run of the compiled trainer
-            results[name].append(steady(course_trainer(config, dataset, steps, **switches), every))
+            results[name].append(steady(course_trainer(s.config, s.dataset, s.steps, **switches), every))
+    return results
 
-    images = config.train_batch_size
+
+def report(s: Settings, results: dict[str, list[tuple[float, float]]]) -> None:
+    """Images per second of each loop (and MFU on a GPU), then each variant's ratio against the reference."""
+    images = s.config.train_batch_size
     ref_mean = statistics.median(r[0] for r in results["reference loop"])
     ref_median = statistics.median(r[1] for r in results["reference loop"])
-    flops = unet_flops_per_image(config) if on_gpu else None
-    peak = (args.peak_tflops or 989.0) * 1e12  # H100/H200 SXM dense bf16
+    flops = unet_flops_per_image(s.config) if s.on_gpu else None
+    peak = (s.peak_tflops or 989.0) * 1e12  # H100/H200 SXM dense bf16
     for name, runs in results.items():
         mean, median = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
         line = f"{name:<34} {images / mean:8.1f} images/s  {mean * 1e3:7.1f} ms/step"
-        if not on_gpu:  # on a GPU the trainer queues steps ahead between reads: single gaps say little
+        if not s.on_gpu:  # on a GPU the trainer queues steps ahead between reads: single gaps say little
             line += f" (median step {median * 1e3:6.1f} ms)"
         if flops:
             line += f"  MFU {flops * images / mean / peak:.1%}"
@@ -241,7 +281,7 @@ def main() -> None:
         if len(runs) > 1:
             low, high = ratio_interval([r[0] for r in runs], [r[0] for r in results["reference loop"]])
             check = f"90% interval {low:.2f}-{high:.2f}; "
-        if not on_gpu:
+        if not s.on_gpu:
             check += f"median steps: {ref_median / median:.2f}; "
         print(
             f"RATIO {name} vs reference (images/s): {ref_mean / mean:.2f}  ({check}goal: >= 1.0 on CPU, >= 2 on a GPU)"
@@ -251,6 +291,12 @@ def main() -> None:
             f"UNet: {flops / 1e9:.1f} GFLOP per training image (forward + backward); "
             f"MFU against {peak / 1e12:.0f} TFLOP/s"
         )
+
+
+def main() -> None:
+    s = settings(parse_args())
+    print_settings(s)
+    report(s, run(s))
 
 
 if __name__ == "__main__":

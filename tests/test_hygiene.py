@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from pathlib import Path
@@ -171,3 +172,36 @@ def test_copies_between_lessons_and_the_library_are_marked_at_both_ends():
     marked = {(name.rpartition(".")[0], notebook, test) for notebook, name, test in lessons}
     unmatched = sorted(set(library) - marked)
     assert not unmatched, f"library markers with no lesson marker: {unmatched}"
+
+
+LONGEST_FUNCTION = 60  # lines, decorators and docstring included
+PYTHON = sorted(p for folder in ("course_utils", "scripts", "bench", "tests") for p in (ROOT / folder).rglob("*.py"))
+
+
+def long_functions(paths: list[Path], limit: int = LONGEST_FUNCTION) -> list[str]:
+    """'file:line name (N lines)' for every function or method in `paths` longer than `limit` lines."""
+    found = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                length = node.end_lineno - first + 1
+                if length > limit:
+                    name = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+                    found.append(f"{name}:{node.lineno} {node.name} ({length} lines)")
+    return found
+
+
+def test_functions_are_short():
+    """A function over ~60 lines does more than one job: split it (a script's main into arguments, run, report)."""
+    found = long_functions(PYTHON)
+    assert not found, f"functions longer than {LONGEST_FUNCTION} lines:\n" + "\n".join(found)
+
+
+def test_the_length_check_can_fail(tmp_path):
+    """A function of exactly the limit passes; the same body under a decorator is one line too long."""
+    code = tmp_path / "long.py"
+    body = "".join(f"    x{i} = {i}\n" for i in range(LONGEST_FUNCTION - 1))
+    code.write_text(f"def fits():\n{body}\n\n@staticmethod\ndef decorated():\n{body}")
+    decorated_at = LONGEST_FUNCTION + 4  # fits, two blank lines, the decorator
+    assert long_functions([code]) == [f"{code}:{decorated_at} decorated ({LONGEST_FUNCTION + 1} lines)"]
