@@ -5,10 +5,8 @@ rejects the usual wrong ones with the right hint."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from types import SimpleNamespace
 
-import nbformat
 import pytest
 import torch
 from diffusers import (
@@ -22,7 +20,7 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 from diffusers.utils.torch_utils import randn_tensor
-from notebook_code import notebook_cell as _cell
+from notebook_code import cell_sources, notebook_cell, notebook_code, notebook_path
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from course_utils.exercises.lesson02_stable_diffusion import (
@@ -34,7 +32,7 @@ from course_utils.exercises.lesson02_stable_diffusion import (
     expected_latent_shape,
 )
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_stable_diffusion_deconstructed.ipynb"
+NOTEBOOK = notebook_path("02_stable_diffusion_deconstructed.ipynb")
 PROMPT = "red apple"  # the trained emoji model knows emoji names
 SCHEDULERS = {
     "PNDM": (PNDMScheduler, {}),
@@ -66,15 +64,10 @@ def sd(emoji_sd_folder) -> SimpleNamespace:
     )
 
 
-def notebook_cell(marker: str) -> str:
-    """Source of the one code cell of the lesson that contains `marker`."""
-    return _cell(NOTEBOOK, marker)
-
-
 @pytest.fixture(scope="module")
 def loop(sd) -> dict:
     """The notebook's own `sd_generate` cell, run with the stand-in's parts as its globals (prints silenced)."""
-    source = notebook_cell("def sd_generate(")
+    source = notebook_cell(NOTEBOOK, "def sd_generate(")
     definitions = source[: source.index("\nsettings = ")]  # the cell ends by calling the function on notebook state
     namespace = dict(tokenizer=sd.tokenizer, text_encoder=sd.text_encoder, vae=sd.vae, unet=sd.unet)
     exec(compile(definitions, str(NOTEBOOK), "exec"), namespace)
@@ -158,7 +151,7 @@ def test_schedulers_made_from_the_shipped_config_get_sds_settings(sd):
 
 def notebook_old_loop(loop) -> Callable:
     """The notebook's own 2022 loop (no init_noise_sigma, no scale_model_input), with the stand-in's parts."""
-    source = notebook_cell("def old_tutorial_loop(")
+    source = notebook_cell(NOTEBOOK, "def old_tutorial_loop(")
     definitions = source[source.index("@torch.no_grad()") : source.index("\n\ndef old_loop_gap")]
     namespace = dict(loop, torch=torch, randn_tensor=randn_tensor, prompt=PROMPT, seed=1145, guidance_scale=7.5)
     namespace.update(
@@ -278,9 +271,8 @@ def test_check_cfg(capsys):
 
 def test_notebook_writes_out_what_it_teaches():
     """(test_hygiene.py checks every lesson for outputs, outdated APIs and tokens.)"""
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
-    assert notebook.cells[1].source.startswith("import course_utils\n\ncourse = course_utils.setup()")
+    code = notebook_code(NOTEBOOK)
+    assert cell_sources(NOTEBOOK, None)[1].startswith("import course_utils\n\ncourse = course_utils.setup()")
     for needed in (
         "init_noise_sigma",
         "scale_model_input",
