@@ -20,9 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BUDGET_MB = 25
 
 
-@pytest.fixture(scope="module", autouse=True)
-def threads(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one CPU thread for these tiny models
 
 
 @pytest.fixture(scope="module")

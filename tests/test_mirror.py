@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import mirror
+from notebook_code import notebook_path, read_notebook
 
 SHIPPED = mirror.REPO_ROOT / "data" / "models"
 
@@ -153,22 +154,19 @@ print("SHIPPED", len(data.load_image_dataset("flowers", hub_ok=True, local_dir="
 
 
 def test_lesson_00_runs_against_the_mirror(olah_mirror, tmp_path):
+    lesson = notebook_path("00_setup.ipynb")
     code = f"""
 import nbformat
 from nbconvert.preprocessors import ExecutePreprocessor
-nb = nbformat.read("notebooks/00_setup.ipynb", as_version=4)
+nb = nbformat.read({str(lesson)!r}, as_version=4)
 run = ExecutePreprocessor(timeout=120, kernel_name="python3")
-run.preprocess(nb, {{"metadata": {{"path": "notebooks"}}}})
+run.preprocess(nb, {{"metadata": {{"path": {str(lesson.parent)!r}}}}})
 nbformat.write(nb, {str(tmp_path / "00.ipynb")!r})
 """
     _ok(mirror.run_python(code, olah_mirror.url, tmp_path / "hf", timeout=180))
-    nb = json.loads((tmp_path / "00.ipynb").read_text())
+    nb = read_notebook(tmp_path / "00.ipynb")
     text = "\n".join(
-        "".join(o.get("text", ""))
-        for c in nb["cells"]
-        if c["cell_type"] == "code"
-        for o in c["outputs"]
-        if o.get("output_type") == "stream"
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"
     )
     assert f"endpoint  : {olah_mirror.url}" in text and "hub       : reachable" in text
     assert "downloaded to " + str(tmp_path / "hf") in text

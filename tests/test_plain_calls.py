@@ -17,9 +17,7 @@ PIPELINE_FOLDERS = sorted(p.parent.name for p in models_dir().glob("*/model_inde
 LORA_FOLDERS = sorted(p.parent.name for p in models_dir().glob("*/pytorch_lora_weights.safetensors"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def threads(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one CPU thread for these tiny models
 
 
 def test_every_shipped_folder_is_covered():

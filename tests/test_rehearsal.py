@@ -4,12 +4,9 @@ every loop cut to 2 steps. Lesson 04 is the quickest to rehearse (about 20 s); i
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from notebook_code import execute_notebook
 
-ROOT = Path(__file__).resolve().parents[1]
-LESSON = ROOT / "notebooks" / "04_datasets.ipynb"
+LESSON = "04_datasets.ipynb"
 
 
 def test_lesson_04_rehearses_in_full_mode(tmp_path):
