@@ -154,6 +154,7 @@ def run_phase(*args: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_training_script_runs_every_phase_and_resumes_exactly(tmp_path):
     import shutil
 

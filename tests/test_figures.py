@@ -10,6 +10,7 @@ import pytest
 from notebook_code import execute_notebook
 
 LESSON = "04_datasets.ipynb"  # the quickest lesson with figures of every kind
+pytestmark = pytest.mark.slow  # executes the whole lesson
 FIGURE_CALL = re.compile(r"^\s*(show|plt\.show|plot_\w+|show_\w+)\(|^\s*[\w.]*\bshow\(", re.MULTILINE)
 
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import mirror
+import pytest
 from notebook_code import notebook_path, read_notebook
 
 SHIPPED = mirror.REPO_ROOT / "data" / "models"
@@ -41,6 +42,7 @@ print("FOLDER", first)
     assert (folder / name).read_bytes() == (SHIPPED / "emoji-ddpm" / name).read_bytes()
 
 
+@pytest.mark.slow
 def test_plain_from_pretrained_of_each_class_works_through_the_mirror(olah_mirror, tmp_path):
     code = """
 import torch
@@ -130,6 +132,7 @@ print("CHAIN", len(chain))
     assert "2. snapshot_download" in chain.split("failed  ConnectionError")[1].splitlines()[1]
 
 
+@pytest.mark.slow
 def test_local_copy_and_shipped_steps_when_the_mirror_lacks_the_repo(olah_mirror, tmp_path):
     """A repo the mirror lacks stops the chain (a typo must not be hidden).
 
@@ -153,6 +156,7 @@ print("SHIPPED", len(data.load_image_dataset("flowers", hub_ok=True, local_dir="
     assert "shipped offline dataset 'emoji' INSTEAD of huggan/flowers-102-categories" in out
 
 
+@pytest.mark.slow
 def test_lesson_00_runs_against_the_mirror(olah_mirror, tmp_path):
     lesson = notebook_path("00_setup.ipynb")
     code = f"""
