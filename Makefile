@@ -12,8 +12,12 @@ TEST_ENV := COURSE_MODE=smoke HF_HUB_OFFLINE=1 HF_HOME=$(CURDIR)/build/test-hf-h
 LAB_ARGS := --notebook-dir=notebooks --LabApp.news_url=None \
 	--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate $(if $(filter 0,$(shell id -u)),--allow-root)
 NBVAL    := --nbval-lax --nbval-current-env --nbval-cell-timeout=600 --nbval-kernel-startup-timeout=120
+# Tests run in JOBS processes (pytest-xdist), each test file on one of them: a lesson's cells run in order in one
+# kernel. `make test JOBS=8` on a larger machine; JOBS=0 runs everything in this process.
+JOBS     ?= 2
+PYTEST   := $(BIN)/python -m pytest -n $(JOBS) --dist loadfile --durations=15
 
-.PHONY: setup lab lint format test test-unit test-notebooks lessons rehearse bench models olah clean
+.PHONY: setup lab lint format test test-fast test-unit test-notebooks lessons rehearse bench models olah clean
 
 # olah, the hub mirror the download tests run against, in its own environment: its dependencies pin
 # psutil<6, which the course's ipython cannot use.
@@ -52,13 +56,19 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 test: lint $(OLAH_STAMP)
-	$(TEST_ENV) $(BIN)/python -m pytest tests notebooks $(NBVAL)
+	$(TEST_ENV) $(PYTEST) tests notebooks $(NBVAL)
+
+# The inner loop: the tests in tests/ (or TESTS=tests/test_x.py) without those marked slow (pyproject.toml), and no
+# lesson executed.
+TESTS    ?= tests
+test-fast: $(STAMP) $(OLAH_STAMP)
+	$(TEST_ENV) $(PYTEST) $(TESTS) -m "not slow"
 
 test-unit: $(STAMP) $(OLAH_STAMP)
-	$(TEST_ENV) $(BIN)/python -m pytest tests
+	$(TEST_ENV) $(PYTEST) tests
 
 test-notebooks: $(STAMP)
-	$(TEST_ENV) $(BIN)/python -m pytest notebooks $(NBVAL)
+	$(TEST_ENV) $(PYTEST) notebooks $(NBVAL)
 
 # Executes every lesson headless (mode as COURSE_MODE says, default by hardware) into build/ with outputs.
 lessons: $(STAMP)

@@ -142,30 +142,44 @@ def _answers(url: str) -> bool:
         return False
 
 
-def start(mirror: Mirror, timeout: float = 60.0) -> Mirror:
+def start(mirror: Mirror, timeout: float = 60.0, attempts: int = 3) -> Mirror:
     """Start olah for `mirror` and wait until it serves the first repo (its '/' answers 500, so ask
-    a repo)."""
+    a repo). Test runs in parallel each start their own olah: if another process took the free port
+    before olah could bind it, olah exits and the next attempt takes another port."""
     if not OLAH_CLI.exists():
         raise FileNotFoundError(f"olah-cli not found at {OLAH_CLI}: run `make olah` (or set OLAH_CLI).")
-    port = free_port()
+    for attempt in range(attempts):
+        if _start_on(mirror, free_port(), timeout):
+            return mirror
+        log = (mirror.root / "olah.log").read_text(errors="replace")
+        if "address already in use" not in log.lower() or attempt == attempts - 1:
+            raise RuntimeError(f"olah did not start: {log[-2000:]}")
+    raise AssertionError("unreachable")
+
+
+def _start_on(mirror: Mirror, port: int, timeout: float) -> bool:
+    """Start olah on `port`; True once this process (not another one on the same port) serves the first repo."""
     config = write_config(mirror.root, port)
-    log = open(mirror.root / "olah.log", "wb")
-    mirror.process = subprocess.Popen(
-        [str(OLAH_CLI), "-c", str(config)],
-        cwd=mirror.root,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    with open(mirror.root / "olah.log", "wb") as log:
+        mirror.process = subprocess.Popen(
+            [str(OLAH_CLI), "-c", str(config)],
+            cwd=mirror.root,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     mirror.url = f"http://127.0.0.1:{port}"
     repo_type, repo_id = mirror.repos[0].split("/", 1)
     deadline = time.monotonic() + timeout
     while not _answers(f"{mirror.url}/api/{repo_type}/{repo_id}/revision/main"):
         if mirror.process.poll() is not None or time.monotonic() > deadline:
             stop(mirror)
-            raise RuntimeError(f"olah did not start: {(mirror.root / 'olah.log').read_text()[-2000:]}")
+            return False
         time.sleep(0.2)
-    return mirror
+    time.sleep(0.5)  # an olah that failed to bind exits at once, while another process answered on its port
+    if mirror.process.poll() is not None:
+        return False
+    return True
 
 
 def stop(mirror: Mirror) -> None:

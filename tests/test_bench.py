@@ -90,6 +90,7 @@ def test_gpu_check_script_parses():
     assert subprocess.run(["bash", "-n", str(ROOT / "scripts" / "gpu_check.sh")]).returncode == 0
 
 
+@pytest.mark.slow
 def test_pixel_dtype_bench_keeps_one_noise_and_orders_the_precisions(one_thread, monkeypatch):
     """bench/pixel_dtype.py: fp32 from the same noise is itself (0.0), and an all-bf16 run moves further from it than
     a bf16 UNet with an fp32 sample does (the claim lesson 01 prints a table for)."""

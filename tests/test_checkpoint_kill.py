@@ -65,6 +65,7 @@ def _kill_while_saving(process: subprocess.Popen, checkpoints: Path, step: int, 
     raise AssertionError(f"the run never started checkpoint-{step}: {process.stdout.read()[-2000:]}")
 
 
+@pytest.mark.slow
 def test_sigkill_during_a_checkpoint_save_then_resume_latest_finishes(tmp_path):
     output_dir = tmp_path / "run"
     state = _kill_while_saving(_train(output_dir), output_dir / "checkpoints", 20)

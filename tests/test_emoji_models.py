@@ -21,9 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BUDGET_MB = 25
 
 
-@pytest.fixture(scope="module", autouse=True)
-def threads(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one CPU thread for these tiny models
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +165,7 @@ def run_phase(*args: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_training_script_runs_every_phase_and_resumes_exactly(tmp_path):
     import shutil
 

@@ -5,13 +5,12 @@ switches a notebook kernel to the inline backend for the lesson's own plt.show()
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from notebook_code import execute_notebook
 
-ROOT = Path(__file__).resolve().parents[1]
-LESSON = ROOT / "notebooks" / "04_datasets.ipynb"  # the quickest lesson with figures of every kind
+LESSON = "04_datasets.ipynb"  # the quickest lesson with figures of every kind
+pytestmark = pytest.mark.slow  # executes the whole lesson
 FIGURE_CALL = re.compile(r"^\s*(show|plt\.show|plot_\w+|show_\w+)\(|^\s*[\w.]*\bshow\(", re.MULTILINE)
 
 

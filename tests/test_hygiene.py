@@ -8,9 +8,10 @@ import re
 from pathlib import Path
 
 import pytest
+from notebook_code import LESSONS, cell_sources, notebook_text, read_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = LESSONS
 CODE = NOTEBOOKS + sorted((ROOT / "course_utils").rglob("*.py"))
 DOCS = [ROOT / "README.md"]  # may quote old error messages, but never a token
 TOKEN = re.compile(r"hf_[A-Za-z0-9]{30,}")
@@ -35,7 +36,7 @@ ELSEWHERE = re.compile(r"seed[ -]notes|the notes\b|notes'|\bissue (id|#?\d)", re
 
 def text_of(path: Path) -> str:
     if path.suffix == ".ipynb":
-        return "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"])
+        return notebook_text(path)
     return path.read_text(encoding="utf-8")
 
 
@@ -45,17 +46,16 @@ def test_there_are_lessons():
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_is_stored_without_outputs_and_with_plain_kernelspec(path):
-    nb = json.loads(path.read_text())
-    assert nb["metadata"].get("kernelspec", {}).get("name") == "python3"
-    for i, cell in enumerate(nb["cells"]):
-        if cell["cell_type"] == "code":
+    nb = read_notebook(path)
+    assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
+    for i, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
             assert not cell.get("outputs") and cell.get("execution_count") is None, f"cell {i} has outputs"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_starts_with_setup(path):
-    first_code = next(c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
-    assert "course_utils.setup(" in "".join(first_code["source"])
+    assert "course_utils.setup(" in cell_sources(path)[0]
 
 
 @pytest.mark.parametrize("path", CODE + DOCS, ids=lambda p: str(p.relative_to(ROOT)))

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,7 +19,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from diffusers import DDIMPipeline, DDIMScheduler, DDPMPipeline, DDPMScheduler, UNet2DModel  # noqa: E402
 from diffusers.utils.torch_utils import randn_tensor  # noqa: E402
-from notebook_code import notebook_cell, notebook_definitions  # noqa: E402
+from notebook_code import notebook_cell, notebook_code, notebook_definitions, notebook_path  # noqa: E402
 from PIL import Image  # noqa: E402
 from tqdm.auto import tqdm  # noqa: E402
 
@@ -28,7 +27,7 @@ from course_utils.exercises.lesson01_denoising import check_ddim_step, check_ddp
 from course_utils.images import tensor_to_pil  # noqa: E402
 from course_utils.noise_schedule import plot_noise_schedule  # noqa: E402
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_denoising_loop.ipynb"
+NOTEBOOK = notebook_path("01_denoising_loop.ipynb")
 STEPS = 20  # what course.steps(50, smoke=20) gives in smoke mode
 SEED = 0
 FP32_TOLERANCE = 1e-4
@@ -152,8 +151,7 @@ def test_bfloat16_parity_and_pil_pitfall(folder):
 
 def test_notebook_writes_the_loops_and_asserts_parity():
     """The loops and the parity asserts live in the notebook itself, not in a helper."""
-    cells = json.loads(NOTEBOOK.read_text())["cells"]
-    code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code")
+    code = notebook_code(NOTEBOOK)
     for needed in (
         'course.model("ddpm-cat")',
         "randn_tensor(shape, generator=generator",

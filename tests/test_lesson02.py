@@ -5,10 +5,8 @@ rejects the usual wrong ones with the right hint."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from types import SimpleNamespace
 
-import nbformat
 import pytest
 import torch
 from diffusers import (
@@ -22,7 +20,7 @@ from diffusers import (
     UniPCMultistepScheduler,
 )
 from diffusers.utils.torch_utils import randn_tensor
-from notebook_code import notebook_cell as _cell
+from notebook_code import cell_sources, notebook_cell, notebook_code, notebook_path
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from course_utils.exercises.lesson02_stable_diffusion import (
@@ -34,7 +32,7 @@ from course_utils.exercises.lesson02_stable_diffusion import (
     expected_latent_shape,
 )
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "02_stable_diffusion_deconstructed.ipynb"
+NOTEBOOK = notebook_path("02_stable_diffusion_deconstructed.ipynb")
 PROMPT = "red apple"  # the trained emoji model knows emoji names
 SCHEDULERS = {
     "PNDM": (PNDMScheduler, {}),
@@ -66,15 +64,10 @@ def sd(emoji_sd_folder) -> SimpleNamespace:
     )
 
 
-def notebook_cell(marker: str) -> str:
-    """Source of the one code cell of the lesson that contains `marker`."""
-    return _cell(NOTEBOOK, marker)
-
-
 @pytest.fixture(scope="module")
 def loop(sd) -> dict:
     """The notebook's own `sd_generate` cell, run with the stand-in's parts as its globals (prints silenced)."""
-    source = notebook_cell("def sd_generate(")
+    source = notebook_cell(NOTEBOOK, "def sd_generate(")
     definitions = source[: source.index("\nsettings = ")]  # the cell ends by calling the function on notebook state
     namespace = dict(tokenizer=sd.tokenizer, text_encoder=sd.text_encoder, vae=sd.vae, unet=sd.unet)
     exec(compile(definitions, str(NOTEBOOK), "exec"), namespace)
@@ -86,8 +79,8 @@ def make_scheduler(sd, name: str):
     return cls.from_config(sd.scheduler_config, **extra)
 
 
-def pipeline_pixels(sd, scheduler, seed: int, **kwargs) -> torch.Tensor:
-    """StableDiffusionPipeline's image in [0, 1], built from the same parts (no safety checker)."""
+def same_parts_pipeline(sd, scheduler) -> StableDiffusionPipeline:
+    """StableDiffusionPipeline built from the parts the lesson's loop uses (no safety checker)."""
     pipe = StableDiffusionPipeline.from_pretrained(
         sd.folder,
         vae=sd.vae,
@@ -100,6 +93,12 @@ def pipeline_pixels(sd, scheduler, seed: int, **kwargs) -> torch.Tensor:
         dtype=torch.float32,
     )
     pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def pipeline_pixels(sd, scheduler, seed: int, **kwargs) -> torch.Tensor:
+    """StableDiffusionPipeline's image in [0, 1], from the same parts as the lesson's loop."""
+    pipe = same_parts_pipeline(sd, scheduler)
     return pipe(PROMPT, generator=torch.Generator().manual_seed(seed), output_type="pt", **SETTINGS, **kwargs).images
 
 
@@ -133,17 +132,7 @@ def test_the_sampling_benchmark_runs_the_lessons_loop(sd, loop):
 
     generator = torch.Generator().manual_seed(4)
     ours = loop["sd_generate"](PROMPT, make_scheduler(sd, "Euler"), generator=generator, **SETTINGS)
-    pipe = StableDiffusionPipeline.from_pretrained(
-        sd.folder,
-        vae=sd.vae,
-        text_encoder=sd.text_encoder,
-        tokenizer=sd.tokenizer,
-        unet=sd.unet,
-        scheduler=make_scheduler(sd, "Euler"),
-        safety_checker=None,
-        requires_safety_checker=False,
-        dtype=torch.float32,
-    )
+    pipe = same_parts_pipeline(sd, make_scheduler(sd, "Euler"))
     steps, guidance, height, width = (SETTINGS[k] for k in ("num_inference_steps", "guidance_scale", "height", "width"))
     bench = sampling.course_loop(pipe, PROMPT, steps, guidance, height, width, torch.Generator().manual_seed(4))
     assert ours.shape == bench.shape and (ours - bench).abs().max().item() <= 1e-4
@@ -183,7 +172,7 @@ def test_schedulers_made_from_the_shipped_config_get_sds_settings(sd):
 
 def notebook_old_loop(loop) -> Callable:
     """The notebook's own 2022 loop (no init_noise_sigma, no scale_model_input), with the stand-in's parts."""
-    source = notebook_cell("def old_tutorial_loop(")
+    source = notebook_cell(NOTEBOOK, "def old_tutorial_loop(")
     definitions = source[source.index("@torch.no_grad()") : source.index("\n\ndef old_loop_gap")]
     namespace = dict(loop, torch=torch, randn_tensor=randn_tensor, prompt=PROMPT, seed=1145, guidance_scale=7.5)
     namespace.update(
@@ -303,9 +292,8 @@ def test_check_cfg(capsys):
 
 def test_notebook_writes_out_what_it_teaches():
     """(test_hygiene.py checks every lesson for outputs, outdated APIs and tokens.)"""
-    notebook = nbformat.read(NOTEBOOK, as_version=4)
-    code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
-    assert notebook.cells[1].source.startswith("import course_utils\n\ncourse = course_utils.setup()")
+    code = notebook_code(NOTEBOOK)
+    assert cell_sources(NOTEBOOK, None)[1].startswith("import course_utils\n\ncourse = course_utils.setup()")
     for needed in (
         "init_noise_sigma",
         "scale_model_input",

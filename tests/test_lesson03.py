@@ -12,10 +12,10 @@ from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
 
-import nbformat
 import numpy as np
 import pytest
 import torch
+from notebook_code import cell_sources, missing_calls, notebook_cell, notebook_code, notebook_path, read_notebook
 from PIL import Image
 
 from course_utils import memory, photos
@@ -24,8 +24,8 @@ from course_utils.exercises import lesson03_autopipeline as ex
 from course_utils.models.registry import model_spec
 from course_utils.models.standins import get_standin
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK = ROOT / "notebooks" / "03_autopipeline.ipynb"
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK = notebook_path("03_autopipeline.ipynb")
 GIB = 2**30
 
 
@@ -305,6 +305,20 @@ def test_more_memory_never_gives_a_more_frugal_plan():
         assert ranks == sorted(ranks, reverse=True), px
 
 
+def pipeline_with_the_real_api():
+    """A mock of the lesson's pipeline (AutoPipelineForText2Image gives a StableDiffusionPipeline) that has exactly the
+    attributes and signatures of the real diffusers classes: a helper that calls a method diffusers removed or renamed
+    fails here. The components are set in __init__, so the class spec does not know them: they get their own specs."""
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    pipe = mock.create_autospec(StableDiffusionPipeline, instance=True)
+    pipe.unet = mock.create_autospec(UNet2DConditionModel, instance=True)
+    pipe.unet.attn_processors = {"down_blocks.0.attentions.0.transformer_blocks.0.attn1.processor": AttnProcessor2_0()}
+    pipe.vae = mock.create_autospec(AutoencoderKL, instance=True)
+    return pipe
+
+
 @pytest.mark.parametrize(
     "offload,called",
     [
@@ -314,16 +328,28 @@ def test_more_memory_never_gives_a_more_frugal_plan():
     ],
 )
 def test_apply_plan_calls_the_current_apis(offload, called):
-    pipe = mock.MagicMock()
-    pipe.unet.attn_processors = {"a": mock.MagicMock()}
+    pipe = pipeline_with_the_real_api()
     plan = memory.MemoryPlan("cuda", offload, True, 4 * GIB, GIB, GIB)
     memory.apply_plan(pipe, plan)
     getattr(pipe, called).assert_called_once()
     if offload != "none":
         pipe.to.assert_not_called()  # .to("cuda") after enabling offload would undo it
     pipe.vae.enable_tiling.assert_called_once()
-    pipe.enable_vae_tiling.assert_not_called()
+    # the pipeline-level enable_vae_tiling is gone from current diffusers: the spec would raise AttributeError
+    assert "enable_vae_tiling" not in [name for name, _, _ in pipe.mock_calls]
     pipe.enable_attention_slicing.assert_not_called()
+    assert plan.attention == "AttnProcessor2_0 (PyTorch SDPA)"
+
+
+def test_the_pipeline_mock_rejects_what_diffusers_lacks():
+    """The mock has the real classes' attributes only, so a helper that calls a removed or misspelled method fails."""
+    pipe = pipeline_with_the_real_api()
+    with pytest.raises(AttributeError):
+        pipe.enable_vae_tiling()
+    with pytest.raises(AttributeError):
+        pipe.vae.enable_tilling()
+    with pytest.raises(TypeError):
+        pipe.enable_model_cpu_offload(0, "cuda", "one argument too many")
 
 
 def test_fit_to_gpu_on_cpu_says_nothing_to_do(pipe_t2i, capsys):
@@ -351,7 +377,7 @@ def test_reset_memory_options_undoes_tiling_and_dtype(pipe_t2i):
 
 
 def test_reset_memory_options_removes_offload_hooks():
-    pipe = mock.MagicMock()
+    pipe = pipeline_with_the_real_api()
     memory.reset_memory_options(pipe)
     pipe.remove_all_hooks.assert_called_once()
     pipe.vae.disable_tiling.assert_called_once()
@@ -426,12 +452,11 @@ def test_check_strength_steps(pipe_i2i):
 
 # --------------------------------------------------------------------------------- notebook hygiene
 def test_notebook_is_stored_clean():
-    nb = json.loads(NOTEBOOK.read_text())
-    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
-    assert all(not c["outputs"] and c["execution_count"] is None for c in code)
-    assert "".join(code[0]["source"]).strip() == "import course_utils\n\ncourse = course_utils.setup()"
-    text = NOTEBOOK.read_text()
-    source = "\n".join("".join(c["source"]) for c in code)
+    code = [c for c in read_notebook(NOTEBOOK).cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code)
+    assert code[0].source.strip() == "import course_utils\n\ncourse = course_utils.setup()"
+    text = NOTEBOOK.read_text()  # the file as stored, metadata too
+    source = notebook_code(NOTEBOOK)
     assert "torch_dtype" not in source  # the prose names it once, as the older name of dtype=
     for bad in (
         "use_auth_token",
@@ -453,11 +478,8 @@ TOLERANCE = 1e-4  # fp32 on the CPU, as in lesson 02
 
 def notebook_definitions(marker: str, end: str) -> str:
     """The one code cell of the lesson containing `marker`, up to the line starting with `end`."""
-    cells = [
-        c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code" and marker in c.source
-    ]
-    assert len(cells) == 1, f"expected one code cell containing {marker!r}, found {len(cells)}"
-    return cells[0][: cells[0].index(f"\n{end}")]
+    source = notebook_cell(NOTEBOOK, marker)
+    return source[: source.index(f"\n{end}")]
 
 
 @pytest.fixture(scope="module")
@@ -656,25 +678,27 @@ def test_inpaint_by_hand_keeps_the_area_outside_the_mask(loops, emoji_sd_folder)
 
 def test_notebook_writes_the_diffusers_calls_out():
     """The calls the lesson teaches appear literally; helpers enter only in the sections on them."""
-    cells = nbformat.read(NOTEBOOK, as_version=4).cells
-    code = "\n".join(c.source for c in cells if c.cell_type == "code")
-    flat = re.sub(r"\s+", "", code)  # the formatter may put each argument on its own line
-    for needed in (
-        "pipe_t2i.to(course.device)",
-        "pipe_i2i(prompt=i2i_prompt, image=init_image, strength=",
-        "pipe_inpaint(prompt=inpaint_prompt, image=inpaint_image, mask_image=mask,",
-        ".latent_dist",
-        "vae.config.scaling_factor",
-        "scheduler.set_timesteps(",
-        "scheduler.add_noise(",
-        "scheduler.scale_model_input(",
-        "image_processor.preprocess(",
-        "mask_processor.preprocess(",
-        "unet.config.in_channels == 9",
-        "negative_prompt=negative",
-        "assert difference <= tolerance",
-    ):
-        assert re.sub(r"\s+", "", needed) in flat, needed
+    cells = read_notebook(NOTEBOOK).cells
+    code = notebook_code(NOTEBOOK)
+    missing = missing_calls(
+        NOTEBOOK,
+        [
+            "pipe_t2i.to(course.device)",
+            "pipe_i2i(prompt=i2i_prompt, image=init_image, strength=",
+            "pipe_inpaint(prompt=inpaint_prompt, image=inpaint_image, mask_image=mask,",
+            ".latent_dist",
+            "vae.config.scaling_factor",
+            "scheduler.set_timesteps(",
+            "scheduler.add_noise(",
+            "scheduler.scale_model_input(",
+            "image_processor.preprocess(",
+            "mask_processor.preprocess(",
+            "unet.config.in_channels == 9",
+            "negative_prompt=negative",
+            "assert difference <= tolerance",
+        ],
+    )
+    assert not missing, f"lesson 03 no longer shows {missing} in a code cell"
     assert "**args" not in code
     # the benchmark's warm-up runs inside row()'s out-of-memory guard, never bare before it
     assert 'row("warm-up", size, on_device)' in code and "\ngenerate(size)" not in code
@@ -720,8 +744,7 @@ def test_by_hand_pictures_are_the_pipelines_pictures(loops, emoji_sd_folder, app
     ).images[0]
     assert pil_difference(loops["to_pil"](inpaint, mine)[0], theirs) <= 1
     # and the notebook's figures use it: no [0, 1] tensor goes through postprocess's default
-    cells = [c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code"]
-    shown = [c for c in cells if "_by_hand(" in c and "show(" in c]
+    shown = [c for c in cell_sources(NOTEBOOK) if "_by_hand(" in c and "show(" in c]
     assert len(shown) == 2 and all("to_pil(" in c and "postprocess(mine" not in c for c in shown)
 
 

@@ -114,10 +114,9 @@ def test_flip_demo_leaves_out_groups_that_exist(emoji):
     """The notebook's flip demo skips the emoji groups where a flip is wrong; a renamed group would let a flag through
     unnoticed."""
     import ast
-    from pathlib import Path
 
     from notebook_code import notebook_cell
 
-    source = notebook_cell(Path(__file__).resolve().parents[1] / "notebooks" / "04_datasets.ipynb", "no_flip = (")
+    source = notebook_cell("04_datasets.ipynb", "no_flip = (")
     no_flip = ast.literal_eval(source.split("no_flip = ")[1].split("\n")[0])
     assert set(no_flip) == {"Flags", "Symbols"} and set(no_flip) <= set(emoji["group"])

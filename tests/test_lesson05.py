@@ -5,21 +5,19 @@ cells, not only in an output or in the text."""
 from __future__ import annotations
 
 import copy
-import io
 import re
-import tokenize
 from pathlib import Path
 from types import SimpleNamespace
 
 import nbformat
 import pytest
 import torch
-from notebook_code import notebook_cell
+from notebook_code import cell_sources, missing_calls, notebook_cell, notebook_code, notebook_path, read_notebook
 
 from course_utils import training
 from course_utils.training import TrainingConfig
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_train_ddpm.ipynb"
+NOTEBOOK = notebook_path("05_train_ddpm.ipynb")
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one CPU thread for these tiny models
 
 # What the lesson teaches, as it must appear in a code cell (comments do not count).
@@ -54,24 +52,9 @@ SETUP, LOOP, RUN = "dataloader = accelerator.prepare(", "def train_until(", "tra
 FREE = "unet = optimizer = lr_scheduler = ema = accelerator = straight = None"
 
 
-def code_without_comments(source: str) -> str:
-    """A cell's code with its comments dropped (IPython's `??` and `!` lines kept as text)."""
-    try:
-        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
-    except (tokenize.TokenError, SyntaxError):
-        return source
-    return tokenize.untokenize(t for t in tokens if t.type != tokenize.COMMENT)
-
-
-def lesson_code(path: Path = NOTEBOOK) -> str:
-    cells = nbformat.read(path, as_version=4).cells
-    return "\n".join(code_without_comments(c.source) for c in cells if c.cell_type == "code")
-
-
 def table_calls(path: Path = NOTEBOOK) -> list[str]:
     """The names in the first column of the lesson's table of calls (its header: `| call | what it does |`)."""
-    cells = [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "markdown"]
-    tables = [s for s in cells if "| call | what it does |" in s]
+    tables = [s for s in cell_sources(path, "markdown") if "| call | what it does |" in s]
     assert len(tables) == 1, f"expected one markdown cell with the table of calls, found {len(tables)}"
     rows = [line for line in tables[0].splitlines() if line.startswith("| `")]
     names = [
@@ -85,21 +68,21 @@ def table_calls(path: Path = NOTEBOOK) -> list[str]:
 
 def not_written_out(path: Path = NOTEBOOK) -> list[str]:
     """The taught calls, and the calls the table names, that no code cell of the lesson at `path` makes."""
-    code = lesson_code(path)
-    flat = re.sub(r"\s+", "", code)  # the formatter may put each argument on its own line
-    missing = [call for call in TAUGHT if re.sub(r"\s+", "", call) not in flat]
-    return missing + [name for name in table_calls(path) if not re.search(rf"\b{re.escape(name)}\b", code)]
+    code = notebook_code(path, comments=False)
+    return missing_calls(path, TAUGHT) + [
+        name for name in table_calls(path) if not re.search(rf"\b{re.escape(name)}\b", code)
+    ]
 
 
 def test_the_taught_calls_are_written_out_in_code_cells():
     missing = not_written_out()
     assert not missing, f"lesson 05 no longer shows {missing} in a code cell"
-    assert "getsource" not in lesson_code(), "the lesson writes its loop out in cells, not as a source dump"
+    assert "getsource" not in notebook_code(NOTEBOOK), "the lesson writes its loop out in cells, not as a source dump"
 
 
 def test_the_taught_calls_check_can_fail(tmp_path):
     """A call that is only in a comment, or only in the table, is not written out."""
-    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nb = read_notebook(NOTEBOOK)
     loop = next(c for c in nb.cells if c.cell_type == "code" and LOOP in c.source)
     assert "with accelerator.accumulate(unet):" in loop.source
     loop.source = loop.source.replace("with accelerator.accumulate(unet):", "if True:  # accelerator.accumulate(unet)")

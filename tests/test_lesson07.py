@@ -4,13 +4,12 @@ and each exercise check accepts right answers and rejects the usual wrong ones w
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
 from diffusers.utils.torch_utils import randn_tensor
 from notebook_code import notebook_definitions as _definitions
+from notebook_code import notebook_path
 
 from course_utils import text_to_image as t2i
 from course_utils.exercises.lesson07_text_to_image import (
@@ -21,7 +20,7 @@ from course_utils.exercises.lesson07_text_to_image import (
 from course_utils.models import architectures as arch
 from course_utils.models.standins import clip_tokenizer
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "07_text_to_image_from_scratch.ipynb"
+NOTEBOOK = notebook_path("07_text_to_image_from_scratch.ipynb")
 CAPTIONS = ["red apple", "rocket", "grinning face", "thumbs up"]
 
 

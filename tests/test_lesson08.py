@@ -4,18 +4,15 @@ answers and rejects the usual wrong ones with the right hint."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import nbformat
 import pytest
 import torch
+from notebook_code import missing_calls, notebook_cell, notebook_path
 
 from course_utils import lora
 from course_utils.exercises.lesson08_lora import check_fused_weight, check_lora_count, check_lora_forward
 from course_utils.training import lora as lora_trainer
 
-ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOK = ROOT / "notebooks" / "08_lora_finetuning.ipynb"
+NOTEBOOK = notebook_path("08_lora_finetuning.ipynb")
 TAUGHT = [
     "LoraConfig(",
     ".add_adapter(",
@@ -33,29 +30,11 @@ TAUGHT = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models: one CPU thread is faster than several that wait for each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def code_cells() -> list[str]:
-    return [c.source for c in nbformat.read(NOTEBOOK, as_version=4).cells if c.cell_type == "code"]
-
-
-def notebook_cell(marker: str) -> str:
-    """Source of the one code cell that contains `marker`."""
-    cells = [c for c in code_cells() if marker in c]
-    assert len(cells) == 1, f"expected one code cell containing {marker!r}, found {len(cells)}"
-    return cells[0]
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one CPU thread for these tiny models
 
 
 def test_the_taught_calls_are_written_out_in_the_notebook():
-    code = "\n".join(code_cells())
-    missing = [call for call in TAUGHT if call not in code]
+    missing = missing_calls(NOTEBOOK, TAUGHT)
     assert not missing, f"lesson 08 no longer shows {missing} in a cell"
 
 
@@ -71,7 +50,7 @@ def run_notebook_training(steps: int) -> dict:
         ("accelerator = Accelerator(", None),
         ("for step in range(train_steps)", steps),
     ):
-        source = notebook_cell(marker)
+        source = notebook_cell(NOTEBOOK, marker)
         if change:
             assert "course.steps(400, smoke=30)" in source
             source = source.replace("course.steps(400, smoke=30)", f"course.steps(400, smoke={change})")

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import mirror
+import pytest
+from notebook_code import notebook_path, read_notebook
 
 SHIPPED = mirror.REPO_ROOT / "data" / "models"
 
@@ -40,6 +42,7 @@ print("FOLDER", first)
     assert (folder / name).read_bytes() == (SHIPPED / "emoji-ddpm" / name).read_bytes()
 
 
+@pytest.mark.slow
 def test_plain_from_pretrained_of_each_class_works_through_the_mirror(olah_mirror, tmp_path):
     code = """
 import torch
@@ -129,6 +132,7 @@ print("CHAIN", len(chain))
     assert "2. snapshot_download" in chain.split("failed  ConnectionError")[1].splitlines()[1]
 
 
+@pytest.mark.slow
 def test_local_copy_and_shipped_steps_when_the_mirror_lacks_the_repo(olah_mirror, tmp_path):
     """A repo the mirror lacks stops the chain (a typo must not be hidden).
 
@@ -152,23 +156,21 @@ print("SHIPPED", len(hub_datasets.load_image_dataset("flowers", hub_ok=True, loc
     assert "shipped offline dataset 'emoji' INSTEAD of huggan/flowers-102-categories" in out
 
 
+@pytest.mark.slow
 def test_lesson_00_runs_against_the_mirror(olah_mirror, tmp_path):
+    lesson = notebook_path("00_setup.ipynb")
     code = f"""
 import nbformat
 from nbconvert.preprocessors import ExecutePreprocessor
-nb = nbformat.read("notebooks/00_setup.ipynb", as_version=4)
+nb = nbformat.read({str(lesson)!r}, as_version=4)
 run = ExecutePreprocessor(timeout=120, kernel_name="python3")
-run.preprocess(nb, {{"metadata": {{"path": "notebooks"}}}})
+run.preprocess(nb, {{"metadata": {{"path": {str(lesson.parent)!r}}}}})
 nbformat.write(nb, {str(tmp_path / "00.ipynb")!r})
 """
     _ok(mirror.run_python(code, olah_mirror.url, tmp_path / "hf", timeout=180))
-    nb = json.loads((tmp_path / "00.ipynb").read_text())
+    nb = read_notebook(tmp_path / "00.ipynb")
     text = "\n".join(
-        "".join(o.get("text", ""))
-        for c in nb["cells"]
-        if c["cell_type"] == "code"
-        for o in c["outputs"]
-        if o.get("output_type") == "stream"
+        o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"
     )
     assert f"endpoint  : {olah_mirror.url}" in text and "hub       : reachable" in text
     assert "downloaded to " + str(tmp_path / "hf") in text

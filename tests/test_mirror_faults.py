@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import mirror
+import pytest
 
 SHIPPED = mirror.REPO_ROOT / "data" / "models"
 CAT = "google/ddpm-cat-256"
@@ -19,6 +20,7 @@ def _ok(result) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_stalled_mirror_is_found_out_by_setup_and_the_dataset_loads_offline(olah_mirror, tmp_path):
     """HEAD answered, GET never: setup() says so at once, and course.dataset does not wait."""
     code = """
@@ -54,6 +56,7 @@ except Exception as err:
     assert int(out.split("FAILED")[1].split()[1]) <= 15
 
 
+@pytest.mark.slow
 def test_stalled_file_download_ends_with_a_message_that_names_the_wait(olah_mirror, tmp_path):
     """The API answers but the file never comes: the download says what it waits for."""
     code = """
@@ -94,6 +97,7 @@ except Exception as err:
     assert not list(hf_home.rglob("*.incomplete"))
 
 
+@pytest.mark.slow
 def test_course_model_survives_a_few_cuts(olah_mirror, tmp_path):
     code = """
 import course_utils
@@ -130,6 +134,7 @@ except Exception as err:
     assert "503" in failed
 
 
+@pytest.mark.slow
 def test_stalled_dataset_files_end_the_network_steps_after_one_timeout(olah_mirror, tmp_path):
     """The API answers but no file comes: one step times out, the other network steps skip."""
     code = """

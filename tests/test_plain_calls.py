@@ -17,9 +17,7 @@ PIPELINE_FOLDERS = sorted(p.parent.name for p in models_dir().glob("*/model_inde
 LORA_FOLDERS = sorted(p.parent.name for p in models_dir().glob("*/pytorch_lora_weights.safetensors"))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def threads(one_thread):
-    yield
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py: one CPU thread for these tiny models
 
 
 def test_every_shipped_folder_is_covered():
@@ -92,6 +90,7 @@ def test_shipped_lora_loads_into_the_plain_pipeline(name):
     assert image.shape == (1, 64, 64, 3) and pipe.get_active_adapters()
 
 
+@pytest.mark.slow
 def test_plain_call_at_the_pipeline_defaults_finds_the_intended_emoji():
     """The folder's own scheduler at 25 steps and the default guidance (7.5): with PNDM, SD 1.5's scheduler, this
     model reaches only about 45% top-10 there (bench/emoji_quality.py)."""

@@ -4,14 +4,13 @@ every loop cut to 2 steps. Lesson 04 is the quickest to rehearse (about 20 s); i
 
 from __future__ import annotations
 
-from pathlib import Path
-
+import pytest
 from notebook_code import execute_notebook
 
-ROOT = Path(__file__).resolve().parents[1]
-LESSON = ROOT / "notebooks" / "04_datasets.ipynb"
+LESSON = "04_datasets.ipynb"
 
 
+@pytest.mark.slow
 def test_lesson_04_rehearses_in_full_mode(tmp_path):
     nb = execute_notebook(
         LESSON, COURSE_MODE="full", COURSE_REHEARSAL="1", HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf-home")

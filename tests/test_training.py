@@ -439,6 +439,7 @@ def test_the_script_parses_every_config_field_and_trains(tmp_path, monkeypatch):
     assert code == 0 and (tmp_path / "run" / "model_index.json").exists()
 
 
+@pytest.mark.slow
 def test_two_processes_train_together(tmp_path):
     """The distributed path (what `accelerate launch --multi_gpu` does on GPUs), as 2 CPU processes under torchrun:
     one run with a global batch of 2 x 2 images, one checkpoint with both processes' random states, one model."""

@@ -152,7 +152,7 @@ class TrainResult(runtime.RunResult):
     checkpoint: Path | None  # the newest checkpoint
 
 
-def make_accelerator(config: TrainingConfig):
+def accelerator_for(config: TrainingConfig):
     """The run's Accelerator (runtime.make_accelerator): precision for the device, accumulation, TensorBoard logs in
     <output_dir>/logs, and a data order seeded by config.seed."""
     return runtime.make_accelerator(
@@ -534,7 +534,7 @@ def set_up(config: TrainingConfig, dataset, model, noise_scheduler, resume, stop
     from diffusers import DDPMScheduler
     from diffusers.optimization import get_cosine_schedule_with_warmup
 
-    accelerator, precision_note = make_accelerator(config)
+    accelerator, precision_note = accelerator_for(config)
     say = accelerator.print
     say(f"precision: {precision_note}")
     model = prepare_model(config, model, say)
