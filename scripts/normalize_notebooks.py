@@ -3,7 +3,7 @@ no editor metadata. Run after editing:  python scripts/normalize_notebooks.py no
 
 from __future__ import annotations
 
-import sys
+import argparse
 
 import nbformat
 
@@ -30,5 +30,8 @@ def normalize(path: str) -> bool:
 
 
 if __name__ == "__main__":
-    changed = [p for p in sys.argv[1:] if normalize(p)]
-    print(f"normalized {len(changed)} of {len(sys.argv) - 1} notebooks")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("notebooks", nargs="+", help="the .ipynb files to rewrite, e.g. notebooks/*.ipynb")
+    paths = parser.parse_args().notebooks
+    changed = [p for p in paths if normalize(p)]
+    print(f"normalized {len(changed)} of {len(paths)} notebooks")
