@@ -13,6 +13,7 @@ import nbformat
 import pytest
 import torch
 from notebook_code import cell_sources, missing_calls, notebook_cell, notebook_code, notebook_path, read_notebook
+from test_training import tiny_config  # 16 px, batches of 4: on 10 images, 3 batches an epoch
 
 from course_utils import training
 from course_utils.training import TrainingConfig
@@ -95,28 +96,6 @@ def test_the_taught_calls_check_can_fail(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- the loop is the trainer's
-def tiny_config(tmp_path: Path, **changes) -> TrainingConfig:
-    """A 16 px UNet of a few thousand weights on 10 images in batches of 4: 3 batches per epoch, milliseconds a step."""
-    settings = dict(
-        image_size=16,
-        block_out_channels=(8, 16),
-        down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"),
-        layers_per_block=1,
-        norm_num_groups=4,
-        train_batch_size=4,
-        learning_rate=1e-3,
-        lr_warmup_steps=2,
-        eval_batch_size=2,
-        num_inference_steps=2,
-        save_image_steps=1000,
-        checkpointing_steps=1000,
-        logger="none",
-        output_dir=str(tmp_path / "run"),
-    )
-    return TrainingConfig(**{**settings, **changes})
-
-
 @pytest.fixture(scope="module")
 def faces():
     """Ten of lesson 05's smoke images: the shipped yellow face emoji, at 16 px, in [-1, 1]."""
