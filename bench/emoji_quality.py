@@ -2,12 +2,16 @@
 
 - emoji-sd: generate 50 emoji names and rank the intended emoji among all 1,870 by pixel distance at 16 px
   (top-1, top-10, median rank; chance is 0.05%, 0.5% and 935);
+- emoji-sd3: the same at its pipeline's defaults (28 steps, guidance 7) and at 8 steps, with the folder's scheduler,
+  and at other shifts of that scheduler;
+- both text-to-image models against the number of steps (1, 2, 4, 8, 16, 28), on the same captions and seeds;
 - emoji-ddpm: each sample's distance to its nearest training image (one of the yellow face emoji), against the same
   for a random-weight model of the same architecture and for pure noise;
 - the VAE: reconstruction PSNR over all 1,870 emoji at 64 px.
 
     python bench/emoji_quality.py                  # everything (about 2 minutes on one CPU core)
     python bench/emoji_quality.py --prompts 20     # quicker
+    python bench/emoji_quality.py --only sd3 steps # some parts: vae, sd, sd3, steps, ddpm
 """
 
 from __future__ import annotations
@@ -28,24 +32,66 @@ from course_utils.models.emoji import models_dir  # noqa: E402
 from course_utils.text_to_image import encode_all, psnr  # noqa: E402
 
 
+def _plain(name: str):
+    """A shipped model loaded as the diffusers docs load any pipeline: no dtype, no device."""
+    from diffusers import DiffusionPipeline
+
+    pipe = DiffusionPipeline.from_pretrained(models_dir() / name)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _report(label: str, pipe, images, captions, indices, steps: int, scale: float) -> None:
+    started = time.perf_counter()
+    result = q.text_to_image_retrieval(pipe, images, captions, indices, steps=steps, guidance_scale=scale)
+    print(f"{label}, {steps} steps, guidance {scale:g}: {result}  [{time.perf_counter() - started:.0f} s]", flush=True)
+
+
 def bench_sd(images: torch.Tensor, captions: list[str], prompts: int, steps: int, scales: list[float]) -> None:
     """Retrieval of the intended emoji for `prompts` captions, at each guidance scale. The pipeline is loaded with the
     plain call of the diffusers docs (no dtype, no device) and samples with the folder's own scheduler; PNDM, the
     scheduler SD 1.5's repo names, is measured beside it at the same settings."""
-    from diffusers import DiffusionPipeline, PNDMScheduler
+    from diffusers import PNDMScheduler
 
-    pipe = DiffusionPipeline.from_pretrained(models_dir() / "emoji-sd")
-    pipe.set_progress_bar_config(disable=True)
+    pipe = _plain("emoji-sd")
     indices = q.pick_captions(prompts, len(captions))
     own = pipe.scheduler
     for scheduler in (own, PNDMScheduler.from_config(SD_SCHEDULER_CONFIG)):
         pipe.scheduler = scheduler
         name = type(scheduler).__name__.replace("Scheduler", "") + (" (the folder's)" if scheduler is own else "")
         for scale in scales:
-            started = time.perf_counter()
-            result = q.text_to_image_retrieval(pipe, images, captions, indices, steps=steps, guidance_scale=scale)
-            took = time.perf_counter() - started
-            print(f"emoji-sd, {name}, {steps} steps, guidance {scale:g}: {result}  [{took:.0f} s]", flush=True)
+            _report(f"emoji-sd, {name}", pipe, images, captions, indices, steps, scale)
+
+
+def bench_sd3(images: torch.Tensor, captions: list[str], prompts: int, shifts: list[float]) -> None:
+    """emoji-sd3 with the plain call at the pipeline's default guidance, 28 and 8 steps: first the folder's
+    scheduler, then the same scheduler at other static shifts."""
+    import inspect
+
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    pipe = _plain("emoji-sd3")
+    scale = inspect.signature(type(pipe).__call__).parameters["guidance_scale"].default
+    indices = q.pick_captions(prompts, len(captions))
+    own = pipe.scheduler
+    for shift in [own.config.shift] + [s for s in shifts if s != own.config.shift]:
+        pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(own.config, shift=shift)
+        label = f"emoji-sd3, FlowMatchEuler shift {shift:g}" + (" (the folder's)" if shift == own.config.shift else "")
+        for steps in (28, 8):
+            _report(label, pipe, images, captions, indices, steps, scale)
+
+
+def bench_steps(images: torch.Tensor, captions: list[str], prompts: int, counts: list[int]) -> None:
+    """Quality against the number of steps for emoji-sd and emoji-sd3, each with its folder's scheduler and its
+    pipeline's default guidance, on the same captions and seeds."""
+    import inspect
+
+    indices = q.pick_captions(prompts, len(captions))
+    for name in ("emoji-sd", "emoji-sd3"):
+        pipe = _plain(name)
+        scale = inspect.signature(type(pipe).__call__).parameters["guidance_scale"].default
+        for steps in counts:
+            _report(f"{name}, {type(pipe.scheduler).__name__}", pipe, images, captions, indices, steps, scale)
 
 
 def bench_vae(images: torch.Tensor) -> None:
@@ -98,19 +144,35 @@ def bench_ddpm(images: torch.Tensor, count: int, steps: int) -> None:
         )
 
 
-def main() -> None:
+def arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--prompts", type=int, default=50)
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--guidance", type=float, nargs="+", default=[3.0, 7.5])
+    parser.add_argument("--shifts", type=float, nargs="+", default=[1.0, 2.0, 3.0, 6.0], help="emoji-sd3's shifts")
+    parser.add_argument("--step_counts", type=int, nargs="+", default=[1, 2, 4, 8, 16, 28])
     parser.add_argument("--ddpm_samples", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="which parts to run")
+    return parser.parse_args(argv)
+
+
+PARTS = ("vae", "sd", "sd3", "steps", "ddpm")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = arguments(argv)
     torch.set_num_threads(args.threads)
     images, captions = load_emoji_tensors()
-    bench_vae(images)
-    bench_sd(images, captions, args.prompts, args.steps, args.guidance)
-    bench_ddpm(images, args.ddpm_samples, 50)
+    runs = {
+        "vae": lambda: bench_vae(images),
+        "sd": lambda: bench_sd(images, captions, args.prompts, args.steps, args.guidance),
+        "sd3": lambda: bench_sd3(images, captions, args.prompts, args.shifts),
+        "steps": lambda: bench_steps(images, captions, args.prompts, args.step_counts),
+        "ddpm": lambda: bench_ddpm(images, args.ddpm_samples, 50),
+    }
+    for part in args.only:
+        runs[part]()
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Export the course's trained models into data/models, in the layout of the hub repos they stand in for:
-`emoji-sd` (a StableDiffusionPipeline folder from the phases of scripts/train_emoji_models.py) and `emoji-ddpm` (lesson
-05's trained DDPM). Weights are stored in fp16 with configs that load in fp32, the unused token rows zeroed, and the
-model cards kept. scripts/train_emoji_models.py calls it:
+`emoji-sd` (a StableDiffusionPipeline folder from the phases of scripts/train_emoji_models.py), `emoji-sd3` (a
+StableDiffusion3Pipeline folder from its sd3 phase) and `emoji-ddpm` (lesson 05's trained DDPM). Weights are stored
+in fp16 with configs that load in fp32, the unused token rows zeroed, and the model cards kept.
+scripts/train_emoji_models.py calls it:
 
   python scripts/train_emoji_models.py export         # build/emoji-train -> data/models/emoji-sd
   python scripts/train_emoji_models.py export-ddpm    # build/emoji-ddpm-train -> data/models/emoji-ddpm
+  python scripts/train_emoji_models.py export-sd3     # build/emoji-train -> data/models/emoji-sd3
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import torch  # noqa: E402
 
 from course_utils import text_to_image as t2i  # noqa: E402
 from course_utils.folders import load_emoji_tensors  # noqa: E402
-from course_utils.models.standins import TOKENIZER_FILES, clip_tokenizer  # noqa: E402
+from course_utils.models.standins import TOKENIZER_FILES, clip_tokenizer, t5_tokenizer  # noqa: E402
 from course_utils.training.runs import checkpoints  # noqa: E402
 from course_utils.training.runtime import read_state_file  # noqa: E402
 
@@ -125,6 +127,57 @@ def export_emoji_sd(work: Path, out: Path) -> None:
         f"emoji-sd: saved to {out} ({zeroed} of {text_encoder.config.vocab_size} token rows unused, zeroed); "
         f"steps {state['step']}, {state['seconds'] / 60:.0f} min of UNet training"
     )
+
+
+def export_emoji_sd3(work: Path, out: Path, sd_folder: Path) -> None:
+    """Assemble emoji-sd3 as a StableDiffusion3Pipeline folder at `out`: the EMA MMDiT of the sd3 phase, emoji-sd's
+    VAE with SD3's shift and scaling factors measured by that phase, emoji-sd's text encoder as both CLIP encoders
+    (the same file twice, which git stores once), a silent T5 (zeros, as without T5) and the flow-matching Euler
+    scheduler."""
+    from diffusers import AutoencoderKL, StableDiffusion3Pipeline
+    from diffusers.training_utils import EMAModel
+    from transformers import CLIPTextModel
+
+    from course_utils import flow_matching as fm
+
+    vae = AutoencoderKL.from_pretrained(sd_folder, subfolder="vae")
+    vae.register_to_config(**json.loads((work / "sd3-factors.json").read_text()))
+    encoder = fm.with_projection(CLIPTextModel.from_pretrained(sd_folder, subfolder="text_encoder"))
+    transformer = fm.make_transformer()
+    state = read_state_file(checkpoints(work / "sd3-run")[-1])  # the newest checkpoint of the sd3 phase
+    transformer.load_state_dict(state["transformer"])
+    ema = EMAModel(list(transformer.parameters()))
+    ema.load_state_dict(state["extra"])
+    ema.copy_to(transformer.parameters())
+    tokenizer_3 = t5_tokenizer()
+    parts = dict(
+        vae=vae,
+        text_encoder=encoder,
+        text_encoder_2=encoder,
+        text_encoder_3=fm.silent_t5(tokenizer_3, transformer.config.joint_attention_dim),
+        transformer=transformer,
+    )
+    pipe = StableDiffusion3Pipeline(
+        **parts,
+        tokenizer=clip_tokenizer(),
+        tokenizer_2=clip_tokenizer(),
+        tokenizer_3=tokenizer_3,
+        scheduler=fm.emoji_sd3_scheduler(),
+    )
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe.save_pretrained(tmp)
+    for name, module in parts.items():
+        shutil.rmtree(tmp / name)
+        save_half(module, tmp / name)
+    for folder in ("tokenizer", "tokenizer_2"):
+        for name in ("vocab.json", "merges.txt"):
+            shutil.copy(TOKENIZER_FILES / name, tmp / folder / name)
+        (tmp / folder / "tokenizer.json").unlink()  # rebuilt from vocab + merges, as for emoji-sd
+    _keep_card(out, tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    print(f"emoji-sd3: saved to {out}; step {state['step']}, {state['seconds'] / 60:.0f} min of training")
 
 
 def export_emoji_ddpm(run_dir: Path, out: Path) -> None:

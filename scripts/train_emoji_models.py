@@ -9,6 +9,8 @@ run side by side on two cores: `decoder` and `unet` both need only the `vae` pha
   python scripts/train_emoji_models.py decoder --steps 2500   # the decoder alone; the latents stay fixed
   python scripts/train_emoji_models.py unet --steps 5400      # text encoder + UNet, caption dropout, EMA
   python scripts/train_emoji_models.py export                 # assemble, save to data/models/emoji-sd
+  python scripts/train_emoji_models.py sd3 --steps 16000      # emoji-sd3's MMDiT by flow matching on emoji-sd's parts
+  python scripts/train_emoji_models.py export-sd3             # save to data/models/emoji-sd3
 
 The pixel-space emoji-ddpm is trained by lesson 05's trainer (scripts/train_ddpm.py) and exported by
 `python scripts/train_emoji_models.py export-ddpm`; `make models` runs everything.
@@ -38,6 +40,7 @@ SETTINGS = {  # batch size, peak learning rate and warm-up steps of each phase
     "vae": dict(batch_size=32, lr=1e-3, warmup=100),
     "decoder": dict(batch_size=32, lr=5e-4, warmup=50),
     "unet": dict(batch_size=64, lr=6e-4, warmup=200, caption_dropout=0.1, ema_decay=0.999),
+    "sd3": dict(batch_size=32, lr=1e-3, warmup=200, caption_dropout=0.1, ema_decay=0.999),
 }
 
 
@@ -182,9 +185,63 @@ def run_unet(work: Path, steps: int, save_every: int, limit: int | None = None) 
     _loop("unet", work, steps, save_every, params, {"text_encoder": text_encoder, "unet": unet}, step_fn, extra=ema)
 
 
+def sd3_inputs(work: Path, limit: int | None) -> dict:
+    """What the sd3 phase trains on, all from the shipped emoji-sd, whose VAE and text encoder stay frozen (as SD3
+    kept its pretrained encoders frozen): every emoji's latent distribution with SD3's shift and scaling factors
+    measured on them, and every caption's CLIP rows and pooled vector in StableDiffusion3Pipeline's layout."""
+    from diffusers import AutoencoderKL
+    from transformers import CLIPTextModel
+
+    from course_utils import flow_matching as fm
+    from course_utils.models.emoji import shipped_model
+    from course_utils.models.standins import clip_tokenizer
+
+    images, captions = emoji(limit)
+    folder = shipped_model("emoji-sd")
+    vae = AutoencoderKL.from_pretrained(folder, subfolder="vae")
+    encoder = fm.with_projection(CLIPTextModel.from_pretrained(folder, subfolder="text_encoder"))
+    means, stds = t2i.encode_all(vae, images)
+    scale, shift = fm.latent_factors(means, stds)
+    (work / "sd3-factors.json").write_text(json.dumps({"scaling_factor": scale, "shift_factor": shift}) + "\n")
+    rows, pooled = fm.clip_embeds([encoder, encoder], t2i.tokenize(clip_tokenizer(), captions))
+    empty_rows, empty_pooled = fm.clip_embeds([encoder, encoder], t2i.tokenize(clip_tokenizer(), [""]))
+    return dict(
+        means=means, stds=stds, scale=scale, shift=shift, rows=rows, pooled=pooled, empty=(empty_rows, empty_pooled)
+    )
+
+
+def run_sd3(work: Path, steps: int, save_every: int, limit: int | None = None) -> None:
+    """emoji-sd3's MMDiT by flow matching on the frozen emoji-sd parts, 10% of captions dropped, EMA. Training uses
+    shift 1 (plain logit-normal sigmas): the SD3 paper shifts towards noise for large images, and 64 tokens are few."""
+    from diffusers import FlowMatchEulerDiscreteScheduler
+    from diffusers.training_utils import EMAModel
+
+    from course_utils import flow_matching as fm
+
+    data = sd3_inputs(work, limit)
+    torch.manual_seed(0)
+    transformer, scheduler = fm.make_transformer(), FlowMatchEulerDiscreteScheduler(shift=1.0)
+    transformer.set_attn_processor(fm.RepeatedLastRowAttnProcessor())  # 77 + 1 rows stand for 77 + 256
+    params = list(transformer.parameters())
+    settings = SETTINGS["sd3"]
+    ema = EMAModel(params, decay=settings["ema_decay"])
+    empty_rows, empty_pooled = data["empty"]
+
+    def step_fn(step: int, generator: torch.Generator) -> torch.Tensor:
+        idx = torch.randint(0, len(data["rows"]), (settings["batch_size"],), generator=generator)
+        mean, std = data["means"][idx], data["stds"][idx]
+        z = (mean + std * torch.randn(mean.shape, generator=generator) - data["shift"]) * data["scale"]
+        drop = torch.rand(len(idx), generator=generator) < settings["caption_dropout"]
+        rows = torch.where(drop[:, None, None], empty_rows, data["rows"][idx])
+        pooled = torch.where(drop[:, None], empty_pooled, data["pooled"][idx])
+        return fm.flow_matching_loss(transformer, scheduler, z, fm.without_t5(rows, rows=1), pooled, generator)
+
+    _loop("sd3", work, steps, save_every, params, {"transformer": transformer}, step_fn, extra=ema)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("phase", choices=("vae", "decoder", "unet", "export", "export-ddpm"))
+    parser.add_argument("phase", choices=("vae", "decoder", "unet", "sd3", "export", "export-ddpm", "export-sd3"))
     parser.add_argument("--steps", type=int, default=None, help="total steps of the phase (a resumed run counts on)")
     parser.add_argument("--save_every", type=int, default=200)
     parser.add_argument("--work_dir", default=str(ROOT / "build" / "emoji-train"))
@@ -211,19 +268,21 @@ def main(argv: list[str] | None = None) -> None:
         torch=torch.__version__,
     )
     if args.phase.startswith("export"):
-        from export_emoji_models import export_emoji_ddpm, export_emoji_sd  # scripts/, beside this file
+        from export_emoji_models import export_emoji_ddpm, export_emoji_sd, export_emoji_sd3  # scripts/, beside this
 
         from course_utils.models.emoji import models_dir
 
         out = Path(args.models_dir) if args.models_dir else models_dir()
         if args.phase == "export":
             export_emoji_sd(work, out / "emoji-sd")
+        elif args.phase == "export-sd3":
+            export_emoji_sd3(work, out / "emoji-sd3", models_dir() / "emoji-sd")  # its VAE and text encoder
         else:
             export_emoji_ddpm(Path(args.ddpm_run), out / "emoji-ddpm")
         return
     if args.steps is None:
         parser.error(f"{args.phase} needs --steps")
-    {"vae": run_vae, "decoder": run_decoder, "unet": run_unet}[args.phase](
+    {"vae": run_vae, "decoder": run_decoder, "unet": run_unet, "sd3": run_sd3}[args.phase](
         work, args.steps, args.save_every, args.images
     )
 

@@ -156,3 +156,24 @@ SD_SCHEDULER_CONFIG = dict(
     skip_prk_steps=True,
     trained_betas=None,
 )
+
+# Stable Diffusion 3's MMDiT. The emoji model: 8 x 8 latents of 64 px emoji with patch_size=1 (64 image tokens),
+# text rows 128 wide (two 64-wide CLIP encoders side by side, as SD3 puts CLIP-L and CLIP-G side by side).
+# Copied in notebooks/09_flow_matching_and_transformers.ipynb;
+# kept equal by tests/test_lesson09.py::test_notebook_config_is_the_emoji_models
+SD3_TRANSFORMER = {
+    "emoji": dict(
+        sample_size=8,
+        patch_size=1,
+        in_channels=4,
+        out_channels=4,
+        num_layers=4,
+        attention_head_dim=32,
+        num_attention_heads=4,
+        joint_attention_dim=128,
+        caption_projection_dim=128,
+        pooled_projection_dim=128,
+        pos_embed_max_size=16,
+        qk_norm="rms_norm",
+    ),
+}

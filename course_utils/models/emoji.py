@@ -1,7 +1,8 @@
 """The course's own trained models, shipped in data/models/: `emoji-ddpm` (a pixel-space DDPM in the layout of
-google/ddpm-cat-256) and `emoji-sd` (a text-to-image latent diffusion model in the Stable Diffusion layout), both
-trained on the shipped emoji. In smoke mode they stand in for the real repos, so every lesson shows real pictures
-on a CPU. This module finds them; scripts/export_emoji_models.py writes them."""
+google/ddpm-cat-256), `emoji-sd` (a text-to-image latent diffusion model in the Stable Diffusion layout) and
+`emoji-sd3` (a flow-matching MMDiT in the Stable Diffusion 3 layout), all trained on the shipped emoji. In smoke
+mode they stand in for the real repos, so every lesson shows real pictures on a CPU.
+This module finds them; scripts/export_emoji_models.py writes them."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from course_utils.paths import data_root
 
 # Which course model stands in for each kind of registry model. The inpainting repo's 9-channel UNet has no emoji
 # twin: StableDiffusionInpaintPipeline also inpaints with a plain 4-channel UNet, by blending the known region back in.
-FOR_KIND = {"ddpm": "emoji-ddpm", "sd": "emoji-sd", "sd-inpaint": "emoji-sd"}
+# The diffusion transformers (SD3, Flux) have one small twin, emoji-sd3, in the StableDiffusion3Pipeline layout.
+FOR_KIND = {"ddpm": "emoji-ddpm", "sd": "emoji-sd", "sd-inpaint": "emoji-sd", "sd3": "emoji-sd3", "flux": "emoji-sd3"}
 REQUIRED = {
     "emoji-ddpm": ("model_index.json", "config.json", "scheduler_config.json", "diffusion_pytorch_model.safetensors"),
     "emoji-sd": (
@@ -21,6 +23,16 @@ REQUIRED = {
         "tokenizer/vocab.json",
         "text_encoder/model.safetensors",
         "unet/diffusion_pytorch_model.safetensors",
+        "vae/diffusion_pytorch_model.safetensors",
+    ),
+    "emoji-sd3": (
+        "model_index.json",
+        "scheduler/scheduler_config.json",
+        "tokenizer/vocab.json",
+        "tokenizer_2/vocab.json",
+        "text_encoder/model.safetensors",
+        "text_encoder_2/model.safetensors",
+        "transformer/diffusion_pytorch_model.safetensors",
         "vae/diffusion_pytorch_model.safetensors",
     ),
 }

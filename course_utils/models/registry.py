@@ -29,13 +29,19 @@ _SD_REQUIRED = (
 )
 
 
+# Diffusion-transformer repos: every component folder's configs, tokenizer files (T5's tokenizer.json, not its
+# spiece.model) and safetensors (sharded or not), but not the single-file checkpoint some of them also keep at the
+# top level (a second copy of the same weights).
+_DIT_FILES = ("model_index.json", "*/*.json", "*/*.txt", "*/*.safetensors")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     """A hub repo the course loads: its id, what kind of stand-in replaces it offline, and which files to fetch."""
 
     name: str
     repo_id: str
-    kind: str  # "ddpm", "sd" or "sd-inpaint": which stand-in builder matches its architecture
+    kind: str  # "ddpm", "sd", "sd-inpaint", "sd3" or "flux": which stand-in or course model matches its architecture
     about: str
     allow_patterns: tuple[str, ...]
     required: tuple[str, ...]
@@ -75,6 +81,25 @@ MODELS: dict[str, ModelSpec] = {
             "dreamlike-art/dreamlike-photoreal-2.0",
             "Dreamlike Photoreal 2.0, an SD 1.5 fine-tune for photographic images",
             scheduler="DDIMScheduler",
+        ),
+        ModelSpec(
+            "sd35-medium",
+            "stabilityai/stable-diffusion-3.5-medium",
+            "sd3",
+            "Stable Diffusion 3.5 Medium: an MMDiT with flow matching, two CLIP encoders and T5 (gated: accept the "
+            "licence on its hub page, then log in)",
+            _DIT_FILES,
+            ("model_index.json", "transformer/config.json", "vae/config.json", "scheduler/scheduler_config.json"),
+            "FlowMatchEulerDiscreteScheduler",
+        ),
+        ModelSpec(
+            "flux-schnell",
+            "black-forest-labs/FLUX.1-schnell",
+            "flux",
+            "FLUX.1 [schnell]: a 12 B flow-matching transformer distilled for 1-4 steps, CLIP + T5 (Apache 2.0)",
+            _DIT_FILES,
+            ("model_index.json", "transformer/config.json", "vae/config.json", "scheduler/scheduler_config.json"),
+            "FlowMatchEulerDiscreteScheduler",
         ),
     )
 }

@@ -8,7 +8,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from course_utils.models.emoji import emoji_model_folder
+from course_utils.models.emoji import FOR_KIND, emoji_model_folder, shipped_model
 from course_utils.models.registry import ModelSpec
 from course_utils.models.standins import get_standin
 
@@ -25,6 +25,10 @@ NOT_RETRIED = {
     "PoolTimeout",
     "TimeoutException",
 }
+
+# Kinds with no random-weight stand-in: at full size (2.5-12 B parameters) one would not fit a laptop and would only
+# draw noise. Without the hub they fall back to the course's own small model of the same layout, emoji-sd3.
+NO_STANDIN = {"sd3", "flux"}
 
 
 @dataclass(frozen=True)
@@ -95,6 +99,8 @@ def smoke_source(spec: ModelSpec, standin_root: Path) -> ModelSource:
     """Smoke mode: the course's emoji model trained for this kind of repo (shipped in data/models/), else a tiny
     random-weight stand-in."""
     trained = emoji_model_folder(spec)
+    if trained is None and spec.kind in NO_STANDIN:
+        trained = shipped_model(FOR_KIND[spec.kind])  # missing: an error that says how to rebuild it
     if trained is not None:
         return ModelSource(
             spec,
@@ -124,5 +130,13 @@ def resolve(spec: ModelSpec, *, smoke: bool, hub_ok: bool, standin_root: Path) -
                 "again to resume the download, or check HF_ENDPOINT.",
                 stacklevel=3,
             )
+    if spec.kind in NO_STANDIN:
+        folder = shipped_model(FOR_KIND[spec.kind])
+        warnings.warn(
+            f"{spec.repo_id}: {reason}. Using the course's small {folder.name!r} in the same pipeline layout instead: "
+            "the lesson runs, at emoji scale.",
+            stacklevel=3,
+        )
+        return ModelSource(spec, folder, "course model", f" {folder.name!r} in the same layout ({reason})")
     folder = get_standin(standin_root, spec, "full")
     return ModelSource(spec, folder, "stand-in", f", full-size architecture with RANDOM weights ({reason})")

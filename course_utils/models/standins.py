@@ -35,6 +35,34 @@ def clip_tokenizer():
     )
 
 
+# The words a small T5-style tokenizer keeps whole; it spells every other word one character at a time.
+T5_WORDS = (
+    "a an the of on in with and photo painting drawing picture emoji face red green blue yellow white black "
+    "apple heart rocket cat dog fire star smiling eyes hand thumbs up flag of sun moon tree flower house car"
+)
+
+
+def _t5_vocab() -> list[tuple[str, float]]:
+    """Unigram pieces with log-probability scores: T5's special tokens first, then whole words, then single
+    characters, which cost far more than a known word, so known words stay whole."""
+    import math
+    import string
+
+    words = list(dict.fromkeys(T5_WORDS.split()))
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    vocab += [("\u2581" + word, math.log(1 / len(words))) for word in words]
+    rare = math.log(1e-6)
+    return vocab + [("\u2581", rare)] + [(c, rare) for c in string.ascii_letters + string.digits + string.punctuation]
+
+
+def t5_tokenizer(model_max_length: int = 512):
+    """A small T5-style tokenizer built offline (<pad>=0, </s>=1, <unk>=2; "▁" marks a word start, as in
+    SentencePiece). The real T5 vocabulary has 32,128 pieces; the course's models only need the shape of T5's input."""
+    from transformers import T5TokenizerFast
+
+    return T5TokenizerFast(vocab=_t5_vocab(), extra_ids=0, model_max_length=model_max_length)
+
+
 def _build_ddpm(folder: Path, size: str) -> None:
     """google/ddpm-cat-256 layout: UNet and scheduler files at the repo root, plus model_index.json."""
     import diffusers
