@@ -15,7 +15,7 @@ NBVAL    := --nbval-lax --nbval-current-env --nbval-cell-timeout=600 --nbval-ker
 # Tests run in JOBS processes (pytest-xdist), each test file on one of them: a lesson's cells run in order in one
 # kernel. `make test JOBS=8` on a larger machine; JOBS=0 runs everything in this process.
 JOBS     ?= 2
-PYTEST   := $(BIN)/python -m pytest -n $(JOBS) --dist loadfile --durations=15
+PYTEST   := $(BIN)/python -m pytest -n $(JOBS) --dist loadfile --no-loadscope-reorder --durations=15
 
 .PHONY: setup lab lint format test test-fast test-unit test-notebooks lessons rehearse bench models olah clean
 
@@ -91,8 +91,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/training.py
 	$(BIN)/python bench/emoji_quality.py
 	$(BIN)/python bench/pixel_dtype.py
+	$(BIN)/python bench/big_models.py
 
-# Rebuilds the course's trained models in data/models/ from data/emoji, as shipped (about 4.5 hours of one shared CPU core;
+# Rebuilds the course's trained models in data/models/ from data/emoji, as shipped (about 6 hours of one shared CPU core;
 # each model card says how long each part took). Every phase saves checkpoints under build/ and, run again after an
 # interruption, continues where it stopped. The UNet and decoder phases only need the vae phase: on two cores, run
 # them side by side.
@@ -106,6 +107,8 @@ models: $(STAMP)
 	$(TRAIN_ENV) $(BIN)/python scripts/train_emoji_models.py unet --steps 5400
 	$(TRAIN_ENV) $(BIN)/python scripts/train_emoji_models.py decoder --steps 2500
 	$(TRAIN_ENV) $(BIN)/python scripts/train_emoji_models.py export
+	$(TRAIN_ENV) $(BIN)/python scripts/train_emoji_models.py sd3 --steps 10000
+	$(TRAIN_ENV) $(BIN)/python scripts/train_emoji_models.py export-sd3
 	$(TRAIN_ENV) $(BIN)/python scripts/train_ddpm.py $(DDPM_ARGS) $(if $(wildcard build/emoji-ddpm-train/checkpoints),--resume latest)
 	$(TRAIN_ENV) $(BIN)/python scripts/train_emoji_models.py export-ddpm
 

@@ -65,7 +65,7 @@ def bench_sd(images: torch.Tensor, captions: list[str], prompts: int, steps: int
 
 def bench_sd3(images: torch.Tensor, captions: list[str], prompts: int, shifts: list[float]) -> None:
     """emoji-sd3 with the plain call at the pipeline's default guidance, 28 and 8 steps: first the folder's
-    scheduler, then the same scheduler at other static shifts."""
+    scheduler, then the same scheduler at other static shifts; then 4 steps at weaker guidance."""
     import inspect
 
     from diffusers import FlowMatchEulerDiscreteScheduler
@@ -79,6 +79,9 @@ def bench_sd3(images: torch.Tensor, captions: list[str], prompts: int, shifts: l
         label = f"emoji-sd3, FlowMatchEuler shift {shift:g}" + (" (the folder's)" if shift == own.config.shift else "")
         for steps in (28, 8):
             _report(label, pipe, images, captions, indices, steps, scale)
+    pipe.scheduler = own
+    for guidance in (1.0, 3.0):  # few steps and strong guidance overshoot: the lesson shows 4 steps at 7
+        _report("emoji-sd3, the folder's scheduler", pipe, images, captions, indices, 4, guidance)
 
 
 def bench_steps(images: torch.Tensor, captions: list[str], prompts: int, counts: list[int]) -> None:

@@ -18,7 +18,7 @@ from course_utils.checks.values import (
     require_positive_number,
     require_seed,
 )
-from course_utils.progress import hide_loading_bars
+from course_utils.progress import hide_loading_bars, quiet_quantizer_imports
 
 MODES = ("smoke", "full")
 # Smoke mode's trained emoji models are tiny (8 x 8 latents, 32 px pixels): 20 steps cost well under a second.
@@ -279,6 +279,7 @@ def setup(
     threads = pick_threads(chosen_mode)
     set_seed(seed)
     hide_loading_bars()
+    quiet_quantizer_imports()
     figures = "\n  figures   : inline (MPLBACKEND=Agg would draw none)" if inline_figures() else ""
     course = Course(chosen_mode, device, dtype, endpoint, Path(constants.HF_HOME), hub_ok, seed, rehearsing)
     models = "real checkpoints" if chosen_mode == "full" else "the course's small models, trained on emoji"

@@ -4,7 +4,7 @@
 # preset, the GPU-only tests and the lessons in full mode; write everything to ${OUT:-build/gpu-check}/report.md.
 # Each part gets the smaller of its own limit and the time left; a part that no longer fits is reported as skipped.
 #
-#   bash scripts/fetch_gpu_wheels.sh          # first, where PyPI is reachable: diffusers, datasets, nbclient... (22 MB)
+#   bash scripts/fetch_gpu_wheels.sh          # first, where PyPI is reachable: diffusers, datasets, nbclient, torchao...
 #   bash scripts/gpu_check.sh                 # then on the GPU machine
 #   CHECK_SIZE=tiny BUDGET=300 bash scripts/gpu_check.sh   # the same steps on a CPU, tiny and smoke: checks this script
 #
@@ -72,6 +72,8 @@ part "training benchmark (lesson 05's UNet)" 150 \
 part "lesson 05's trainer script, $COURSE_MODE preset, 60 steps" 60 \
   python3 scripts/train_ddpm.py --preset "$COURSE_MODE" --max_steps 60 --num_inference_steps 20 --eval_batch_size 4 \
   --logger none --output_dir "$WORK/train-run"
+part "lesson 10's measurements (bench/big_models.py: the CPU techniques on the emoji models)" 120 \
+  python3 bench/big_models.py --repeats 2
 part "GPU-only tests (torch.compile and channels_last in the trainer)" 60 \
   python3 -m pytest -q -p no:cacheprovider tests/test_training.py -k "gpu or compile or channels_last"
 # The lessons in full mode, quickest first (05 trains for hours: its script ran above). BUDGET=1200 runs them all.
@@ -79,6 +81,7 @@ part "lessons in $COURSE_MODE mode" 900 \
   python3 scripts/run_notebooks.py --out "$OUT/executed" --timeout 300 \
   notebooks/00_setup.ipynb notebooks/01_denoising_loop.ipynb notebooks/06_attention_maps.ipynb \
   notebooks/04_datasets.ipynb notebooks/03_autopipeline.ipynb notebooks/02_stable_diffusion_deconstructed.ipynb \
-  notebooks/08_lora_finetuning.ipynb notebooks/07_text_to_image_from_scratch.ipynb
+  notebooks/08_lora_finetuning.ipynb notebooks/07_text_to_image_from_scratch.ipynb \
+  notebooks/09_flow_matching_and_transformers.ipynb notebooks/10_big_models_small_gpus.ipynb
 echo -e "\ntotal: $(( SECONDS - START )) s of the $BUDGET s budget" >> "$REPORT"
 echo "report: $REPORT"

@@ -304,3 +304,22 @@ def test_setup_hides_loading_bars_but_keeps_download_bars(capsys, monkeypatch):
     assert not transformers_logging.is_progress_bar_enabled()
     assert not are_progress_bars_disabled()  # downloads still show theirs
     assert "download bars on" in capsys.readouterr().out
+
+
+def test_setup_keeps_the_quantizer_import_warnings_out_of_the_lessons():
+    """With torchao installed (lesson 10), diffusers' first import of its quantizers prints three harmless warnings;
+    setup() imports them quietly, so a lesson's first diffusers cell prints none."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("torchao")
+    load = "from diffusers import StableDiffusion3Pipeline; StableDiffusion3Pipeline"
+    quiet = f"import course_utils; course_utils.setup(); {load}"
+    runs = {
+        name: subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+        for name, code in (("plain", load), ("after setup", quiet))
+    }
+    assert runs["after setup"].returncode == 0, runs["after setup"].stderr
+    assert "Unable to import `torchao` Tensor objects" in runs["plain"].stderr  # the check can fail
+    for text in ("Unable to import `torchao`", "register_constant()", "gemm_4bit_forward"):
+        assert text not in runs["after setup"].stderr, runs["after setup"].stderr

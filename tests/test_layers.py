@@ -26,8 +26,8 @@ LAYERS = [
     ("pictures", ["images", "photos", "noise_schedule", "checks.pipeline_inputs", "emoji_quality"]),
     ("folders", ["folders"]),
     ("datasets", ["hub_datasets", "data"]),
-    ("models", ["models", "models.standins", "models.emoji", "models.resolve", "memory", "model_sizes"]),
-    ("recipes", ["text_to_image", "attention", "flow_matching", "flux_tiny"]),
+    ("models", ["models", "models.standins", "models.emoji", "models.resolve", "memory", "model_sizes", "big_models"]),
+    ("recipes", ["text_to_image", "attention", "flow_matching", "flux_tiny", "joint_attention"]),
     (
         "training",
         [

@@ -159,8 +159,6 @@ SD_SCHEDULER_CONFIG = dict(
 
 # Stable Diffusion 3's MMDiT. The emoji model: 8 x 8 latents of 64 px emoji with patch_size=1 (64 image tokens),
 # text rows 128 wide (two 64-wide CLIP encoders side by side, as SD3 puts CLIP-L and CLIP-G side by side).
-# Copied in notebooks/09_flow_matching_and_transformers.ipynb;
-# kept equal by tests/test_lesson09.py::test_notebook_config_is_the_emoji_models
 SD3_TRANSFORMER = {
     "emoji": dict(
         sample_size=8,

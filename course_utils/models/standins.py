@@ -36,21 +36,36 @@ def clip_tokenizer():
 
 
 # The words a small T5-style tokenizer keeps whole; it spells every other word one character at a time.
-T5_WORDS = (
-    "a an the of on in with and photo painting drawing picture emoji face red green blue yellow white black "
-    "apple heart rocket cat dog fire star smiling eyes hand thumbs up flag of sun moon tree flower house car"
-)
+T5_WORDS = """
+a photo of a cat sitting on a red chair next to the window in the morning light
+a painting of a squirrel eating a burger in the park with green trees and blue sky
+an oil painting of a small house by the sea at sunset with boats and birds
+a drawing of a dog playing with a ball on the grass in a sunny garden
+a close up photo of a yellow flower with water drops on its petals
+a watercolor picture of a mountain lake with snow and a wooden boat
+a cartoon robot holding a sign that says hello world in big letters
+a cute emoji face with a smile and round eyes on a white background
+a bowl of fruit on a kitchen table, apples, oranges and a banana
+an astronaut riding a horse on the moon, digital art, high quality
+a city street at night with rain, lights, cars and people walking
+a portrait of an old man with a beard and a hat, black and white photo
+a forest path in autumn with orange leaves and soft fog
+a cup of coffee and a book on a desk near a lamp
+a fish swimming in clear water over colorful stones
+a blurry photo, bad quality, ugly, low resolution, noise, text, watermark
+"""
 
 
 def _t5_vocab() -> list[tuple[str, float]]:
-    """Unigram pieces with log-probability scores: T5's special tokens first, then whole words, then single
-    characters, which cost far more than a known word, so known words stay whole."""
+    """Unigram pieces with log-probability scores: T5's special tokens first, then whole words (scored by how often
+    they occur), then single characters, which cost far more than a known word, so known words stay whole."""
     import math
     import string
 
-    words = list(dict.fromkeys(T5_WORDS.split()))
+    words = T5_WORDS.replace(",", " ").split()
+    counts = {word: words.count(word) for word in dict.fromkeys(words)}  # first-seen order: deterministic
     vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
-    vocab += [("\u2581" + word, math.log(1 / len(words))) for word in words]
+    vocab += [("\u2581" + word, math.log(count / len(words))) for word, count in counts.items()]
     rare = math.log(1e-6)
     return vocab + [("\u2581", rare)] + [(c, rare) for c in string.ascii_letters + string.digits + string.punctuation]
 
