@@ -205,3 +205,11 @@ def test_the_length_check_can_fail(tmp_path):
     code.write_text(f"def fits():\n{body}\n\n@staticmethod\ndef decorated():\n{body}")
     decorated_at = LONGEST_FUNCTION + 4  # fits, two blank lines, the decorator
     assert long_functions([code]) == [f"{code}:{decorated_at} decorated ({LONGEST_FUNCTION + 1} lines)"]
+
+
+def test_the_files_run_first_exist():
+    """conftest.LONG_FIRST orders the suite for the 2 workers: a renamed file would silently fall to the end."""
+    from conftest import LONG_FIRST
+
+    missing = [path for path in LONG_FIRST if not (ROOT / path).is_file()]
+    assert not missing, f"conftest.LONG_FIRST names files that do not exist: {missing}"
