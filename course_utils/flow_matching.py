@@ -1,6 +1,6 @@
 """Flow matching as Stable Diffusion 3 trains it, for lesson 09 and scripts/train_emoji_models.py: the rectified-flow
 loss of diffusers' `train_dreambooth_lora_sd3.py`, the text layout StableDiffusion3Pipeline builds when it has no T5,
-and an attention processor that trains on that layout about three times faster without changing what is computed."""
+and an attention processor that trains on that layout with 78 text rows instead of 333, computing the same function."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ class RepeatedLastRowAttnProcessor:
     rows. The pipeline's 256 zero rows stay equal to each other through every layer: each one is the same input
     through the same weights and sees the same keys. N equal keys with equal values weigh in an attention as one
     key with log(N) added to its score. So the transformer computes the same function, up to float rounding, on
-    77 + 1 rows as on 77 + 256, about three times faster on a CPU (tests/test_flow_matching.py checks it)."""
+    77 + 1 rows as on 77 + 256 (tests/test_flow_matching.py checks it), with far fewer rows to compute."""
 
     def __init__(self, repeats: int = T5_ROWS):
         self.repeats = repeats
