@@ -41,6 +41,13 @@ def _plain(name: str):
     return pipe
 
 
+def _default_guidance(pipe) -> float:
+    """The guidance_scale a plain pipe(prompt) call uses: the default of the pipeline class's __call__."""
+    import inspect
+
+    return inspect.signature(type(pipe).__call__).parameters["guidance_scale"].default
+
+
 def _report(label: str, pipe, images, captions, indices, steps: int, scale: float) -> None:
     started = time.perf_counter()
     result = q.text_to_image_retrieval(pipe, images, captions, indices, steps=steps, guidance_scale=scale)
@@ -66,12 +73,10 @@ def bench_sd(images: torch.Tensor, captions: list[str], prompts: int, steps: int
 def bench_sd3(images: torch.Tensor, captions: list[str], prompts: int, shifts: list[float]) -> None:
     """emoji-sd3 with the plain call at the pipeline's default guidance, 28 and 8 steps: first the folder's
     scheduler, then the same scheduler at other static shifts; then 4 steps at weaker guidance."""
-    import inspect
-
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     pipe = _plain("emoji-sd3")
-    scale = inspect.signature(type(pipe).__call__).parameters["guidance_scale"].default
+    scale = _default_guidance(pipe)
     indices = q.pick_captions(prompts, len(captions))
     own = pipe.scheduler
     for shift in [own.config.shift] + [s for s in shifts if s != own.config.shift]:
@@ -87,12 +92,10 @@ def bench_sd3(images: torch.Tensor, captions: list[str], prompts: int, shifts: l
 def bench_steps(images: torch.Tensor, captions: list[str], prompts: int, counts: list[int]) -> None:
     """Quality against the number of steps for emoji-sd and emoji-sd3, each with its folder's scheduler and its
     pipeline's default guidance, on the same captions and seeds."""
-    import inspect
-
     indices = q.pick_captions(prompts, len(captions))
     for name in ("emoji-sd", "emoji-sd3"):
         pipe = _plain(name)
-        scale = inspect.signature(type(pipe).__call__).parameters["guidance_scale"].default
+        scale = _default_guidance(pipe)
         for steps in counts:
             _report(f"{name}, {type(pipe.scheduler).__name__}", pipe, images, captions, indices, steps, scale)
 

@@ -9,6 +9,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from course_utils.joint_attention import joint_projections
+
 T5_ROWS = 256  # StableDiffusion3Pipeline's default max_sequence_length: the rows T5 fills, zeros without T5
 
 
@@ -66,26 +68,11 @@ class RepeatedLastRowAttnProcessor:
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, *args, **kwargs):
         batch_size, image_rows = hidden_states.shape[:2]
-        head_dim = attn.to_k.out_features // attn.heads
-
-        def heads(x):
-            return x.view(batch_size, -1, attn.heads, head_dim).transpose(1, 2)
-
-        query, key = heads(attn.to_q(hidden_states)), heads(attn.to_k(hidden_states))
-        value = heads(attn.to_v(hidden_states))
-        if attn.norm_q is not None:
-            query, key = attn.norm_q(query), attn.norm_k(key)
-        text_q = heads(attn.add_q_proj(encoder_hidden_states))
-        text_k = heads(attn.add_k_proj(encoder_hidden_states))
-        text_v = heads(attn.add_v_proj(encoder_hidden_states))
-        if attn.norm_added_q is not None:
-            text_q, text_k = attn.norm_added_q(text_q), attn.norm_added_k(text_k)
-        query, key = torch.cat([query, text_q], dim=2), torch.cat([key, text_k], dim=2)
-        value = torch.cat([value, text_v], dim=2)
+        query, key, value = joint_projections(attn, hidden_states, encoder_hidden_states)
         bias = query.new_zeros(1, key.shape[2])  # added to every query's scores: only the last key gets log(N)
         bias[0, -1] = math.log(self.repeats)
         out = F.scaled_dot_product_attention(query, key, value, attn_mask=bias)
-        out = out.transpose(1, 2).reshape(batch_size, -1, attn.heads * head_dim).to(query.dtype)
+        out = out.transpose(1, 2).reshape(batch_size, -1, attn.heads * query.shape[-1]).to(query.dtype)
         image, text = out[:, :image_rows], out[:, image_rows:]
         if not attn.context_pre_only:
             text = attn.to_add_out(text)

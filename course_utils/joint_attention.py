@@ -13,26 +13,40 @@ import torch.nn.functional as F
 from course_utils.attention import normalize_map, prompt_words
 
 
-def joint_attention_probs(attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
-    """Softmax weights from every image token (query) to every text token (key) in one joint attention, as
-    JointAttnProcessor2_0 computes them (image and text keys together, q/k norms included), mean over heads:
-    (batch, image tokens, text tokens)."""
-    batch, image_tokens = hidden_states.shape[:2]
+def joint_projections(attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor):
+    """Query, key and value of SD3's joint attention as diffusers' JointAttnProcessor2_0 makes them: image rows then
+    text rows, split into heads, with the q/k norms: each (batch, heads, image + text tokens, head_dim)."""
+    batch = hidden_states.shape[0]
     head_dim = attn.to_k.out_features // attn.heads
 
     def heads(x):
         return x.view(batch, -1, attn.heads, head_dim).transpose(1, 2)
 
-    query, key, text_key = (
+    query, key, value = (
         heads(attn.to_q(hidden_states)),
         heads(attn.to_k(hidden_states)),
-        heads(attn.add_k_proj(encoder_hidden_states)),
+        heads(attn.to_v(hidden_states)),
     )
     if attn.norm_q is not None:
-        query, key = attn.norm_q(query), attn.norm_k(key)
+        query = attn.norm_q(query)
+    if attn.norm_k is not None:
+        key = attn.norm_k(key)
+    text_q, text_k = heads(attn.add_q_proj(encoder_hidden_states)), heads(attn.add_k_proj(encoder_hidden_states))
+    text_v = heads(attn.add_v_proj(encoder_hidden_states))
+    if attn.norm_added_q is not None:
+        text_q = attn.norm_added_q(text_q)
     if attn.norm_added_k is not None:
-        text_key = attn.norm_added_k(text_key)
-    scores = query @ torch.cat([key, text_key], dim=2).transpose(-1, -2) * head_dim**-0.5
+        text_k = attn.norm_added_k(text_k)
+    return torch.cat([query, text_q], dim=2), torch.cat([key, text_k], dim=2), torch.cat([value, text_v], dim=2)
+
+
+def joint_attention_probs(attn, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor) -> torch.Tensor:
+    """Softmax weights from every image token (query) to every text token (key) in one joint attention, as
+    JointAttnProcessor2_0 computes them (image and text keys together, q/k norms included), mean over heads:
+    (batch, image tokens, text tokens)."""
+    image_tokens = hidden_states.shape[1]
+    query, key, _ = joint_projections(attn, hidden_states, encoder_hidden_states)
+    scores = query[:, :, :image_tokens] @ key.transpose(-1, -2) * query.shape[-1] ** -0.5
     return scores.float().softmax(dim=-1)[..., image_tokens:].mean(dim=1)
 
 

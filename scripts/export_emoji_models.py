@@ -77,6 +77,14 @@ def tidy_config(config_file: Path) -> None:
         config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
+def ship_clip_tokenizer(folder: Path) -> None:
+    """The CLIP tokenizer folder as the SD repos ship it: the course's vocab and merges, and no tokenizer.json (3.6 MB
+    that save_pretrained writes and the SD repos do not ship: it is rebuilt from vocab + merges)."""
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(TOKENIZER_FILES / name, folder / name)
+    (folder / "tokenizer.json").unlink()
+
+
 def write_emoji_scheduler(folder: Path) -> None:
     """Give the emoji-sd folder its sampling scheduler: UniPC on SD 1.x's noise schedule, as the diffusers docs swap
     it in with `UniPCMultistepScheduler.from_config(pipe.scheduler.config)`. SD 1.5's repo names PNDM, but on this
@@ -114,11 +122,7 @@ def export_emoji_sd(work: Path, out: Path) -> None:
     for name, module in (("vae", vae), ("text_encoder", text_encoder), ("unet", unet)):
         shutil.rmtree(tmp / name)
         save_half(module, tmp / name)
-    for name in ("vocab.json", "merges.txt"):
-        shutil.copy(TOKENIZER_FILES / name, tmp / "tokenizer" / name)
-    (
-        tmp / "tokenizer" / "tokenizer.json"
-    ).unlink()  # 3.6 MB the SD repos do not ship either: rebuilt from vocab + merges
+    ship_clip_tokenizer(tmp / "tokenizer")
     write_emoji_scheduler(tmp)
     _keep_card(out, tmp)
     shutil.rmtree(out, ignore_errors=True)
@@ -171,9 +175,7 @@ def export_emoji_sd3(work: Path, out: Path, sd_folder: Path) -> None:
         shutil.rmtree(tmp / name)
         save_half(module, tmp / name)
     for folder in ("tokenizer", "tokenizer_2"):
-        for name in ("vocab.json", "merges.txt"):
-            shutil.copy(TOKENIZER_FILES / name, tmp / folder / name)
-        (tmp / folder / "tokenizer.json").unlink()  # rebuilt from vocab + merges, as for emoji-sd
+        ship_clip_tokenizer(tmp / folder)
     _keep_card(out, tmp)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
