@@ -1,11 +1,12 @@
 """Store notebooks the way the course keeps them: no outputs or execution counts, a plain `python3` kernelspec,
-no editor metadata. Run after editing:  python scripts/normalize_notebooks.py notebooks/*.ipynb"""
+no editor metadata. Run after editing:  python scripts/normalize_notebooks.py notebooks/*.ipynb notebooks/zh/*.ipynb"""
 
 from __future__ import annotations
 
 import argparse
 
 import nbformat
+from nbformat.v4.nbbase import random_cell_id
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
@@ -15,13 +16,15 @@ def normalize(path: str) -> bool:
     nb = nbformat.read(path, as_version=4)
     before = nbformat.writes(nb)
     nb.metadata = {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
+    nb.nbformat_minor = 5  # cell ids: a lesson and its Chinese twin (notebooks/zh/) match cells by id
     for cell in nb.cells:
-        cell.metadata = {k: v for k, v in cell.metadata.items() if k == "tags"}
+        # tags, and the hash of the English cell a translated cell translates (scripts/sync_translations.py)
+        cell.metadata = {k: v for k, v in cell.metadata.items() if k in ("tags", "translation")}
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
-        cell.pop("id", None)
-    nb.nbformat_minor = 4  # no cell ids: keeps diffs small
+        if not cell.get("id"):
+            cell.id = random_cell_id()
     after = nbformat.writes(nb)
     if after != before:
         with open(path, "w", encoding="utf-8") as f:
