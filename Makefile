@@ -55,8 +55,11 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# The English lessons, and two Chinese twins (notebooks/zh/, from the zh/ folder's relative paths); `make lessons` runs all.
+LESSON_FILES := $(sort $(wildcard notebooks/*.ipynb))
+ZH_TESTED    := notebooks/zh/00_setup.ipynb notebooks/zh/04_datasets.ipynb
 test: lint $(OLAH_STAMP)
-	$(TEST_ENV) $(PYTEST) tests notebooks $(NBVAL)
+	$(TEST_ENV) $(PYTEST) tests $(LESSON_FILES) $(ZH_TESTED) $(NBVAL)
 
 # The inner loop: the tests in tests/ (or TESTS=tests/test_x.py) without those marked slow (pyproject.toml), and no
 # lesson executed.
@@ -68,19 +71,23 @@ test-unit: $(STAMP) $(OLAH_STAMP)
 	$(TEST_ENV) $(PYTEST) tests
 
 test-notebooks: $(STAMP)
-	$(TEST_ENV) $(PYTEST) notebooks $(NBVAL)
+	$(TEST_ENV) $(PYTEST) $(LESSON_FILES) $(ZH_TESTED) $(NBVAL)
 
-# Executes every lesson headless (mode as COURSE_MODE says, default by hardware) into build/ with outputs.
+# Executes every lesson and every Chinese twin headless (mode as COURSE_MODE says, default by hardware) into
+# build/lessons/ and build/lessons/zh/, with outputs.
 lessons: $(STAMP)
-	@mkdir -p build/lessons
+	@mkdir -p build/lessons/zh
 	cd notebooks && ../$(BIN)/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=3600 \
 		--output-dir ../build/lessons *.ipynb
+	cd notebooks/zh && ../../$(BIN)/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=3600 \
+		--output-dir ../../build/lessons/zh *.ipynb
 
 # Full mode rehearsed on any machine: full mode's models, sizes and dtype, with every loop cut to 2 steps
 # (COURSE_REHEARSAL=1). Without the hub the models are full-size stand-ins with random weights, so the pictures are
 # noise: what it shows is that every cell of full mode runs. Prints each lesson's time, peak memory and figure count;
-# the executed lessons go to build/rehearsal/. About 45 minutes on 2 CPU cores; LESSONS="03 08" picks some.
-LESSONS ?= 00 01 02 03 04 05 06 07 08
+# the executed lessons go to build/rehearsal/. About 55 minutes on 2 CPU cores (lesson 10 alone: 9 minutes and 16 GiB
+# of memory); LESSONS="03 08" picks some.
+LESSONS ?= 00 01 02 03 04 05 06 07 08 09 10
 rehearse: $(STAMP)
 	COURSE_MODE=full COURSE_REHEARSAL=1 HF_HUB_OFFLINE=1 HF_HOME=$(CURDIR)/build/rehearse-hf-home PYTHONHASHSEED=0 \
 		$(BIN)/python scripts/run_notebooks.py --out build/rehearsal --timeout 1800 \

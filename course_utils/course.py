@@ -18,6 +18,7 @@ from course_utils.checks.values import (
     require_positive_number,
     require_seed,
 )
+from course_utils.i18n import set_lang, tr
 from course_utils.progress import hide_loading_bars, quiet_quantizer_imports
 
 MODES = ("smoke", "full")
@@ -140,12 +141,18 @@ def unusable_gpu() -> str:
         return ""
     driver, driver_cuda = found.groups()
     tag = driver_cuda.replace(".", "")[:3]
-    return (
-        f"nvidia-smi finds a GPU (driver {driver}, CUDA up to {driver_cuda}), but this PyTorch {torch.__version__} "
-        f"(built for CUDA {torch.version.cuda or 'none: a CPU build'}) cannot use it, so the course runs on the CPU. "
-        "Install a PyTorch built for your driver's CUDA, e.g. "
-        f"`pip install torch torchvision --index-url https://download.pytorch.org/whl/cu{tag}`, "
-        "or update the driver; then restart the kernel."
+    return tr(
+        "nvidia-smi finds a GPU (driver {driver}, CUDA up to {driver_cuda}), but this PyTorch {torch} "
+        "(built for CUDA {built}) cannot use it, so the course runs on the CPU. "
+        "Install a PyTorch built for CUDA {driver_cuda} or older: take the newest cuXYZ not above cu{tag} from "
+        "https://pytorch.org/get-started/locally/ and run "
+        "`pip install torch torchvision --index-url https://download.pytorch.org/whl/cuXYZ`. "
+        "Or update the driver. Then restart the kernel.",
+        driver=driver,
+        driver_cuda=driver_cuda,
+        torch=torch.__version__,
+        built=torch.version.cuda or tr("none: a CPU build"),
+        tag=tag,
     )
 
 
@@ -171,8 +178,10 @@ def _token_status() -> str:
     from huggingface_hub import get_token
 
     if os.environ.get("HF_TOKEN"):
-        return "found in HF_TOKEN"
-    return "found (saved by `hf auth login`)" if get_token() else "none (only needed for gated repos and push_to_hub)"
+        return tr("found in HF_TOKEN")
+    if get_token():
+        return tr("found (saved by `hf auth login`)")
+    return tr("none (only needed for gated repos and push_to_hub)")
 
 
 def _hub_state(endpoint: str, probe_timeout: float) -> tuple[bool, str]:
@@ -181,24 +190,25 @@ def _hub_state(endpoint: str, probe_timeout: float) -> tuple[bool, str]:
     import sys
 
     if hub.offline_requested() and os.environ.get(OFFLINE_MARK) != "1":
-        return False, "NOT used: offline mode on (you set HF_HUB_OFFLINE=1)"
+        return False, tr("NOT used: offline mode on (you set HF_HUB_OFFLINE=1)")
     os.environ.pop("HF_HUB_OFFLINE", None)  # set by an earlier setup() of this kernel: probe again
     started = time.perf_counter()
     ok, how = hub.probe(endpoint, timeout=probe_timeout)
-    took = f"probe took {time.perf_counter() - started:.1f} s"
+    took = tr("probe took {seconds:.1f} s", seconds=time.perf_counter() - started)
     loaded = sys.modules.get("huggingface_hub.constants")
     if ok and loaded is not None and loaded.HF_HUB_OFFLINE:
         os.environ["HF_HUB_OFFLINE"] = "1"
-        return False, (
-            f"answers now ({how}), but an earlier setup() already started the hub "
-            "libraries in offline mode: restart the kernel and run this setup() first"
+        return False, tr(
+            "answers now ({how}), but an earlier setup() already started the hub "
+            "libraries in offline mode: restart the kernel and run this setup() first",
+            how=how,
         )
     if ok:
         os.environ.pop(OFFLINE_MARK, None)
-        return True, f"reachable ({how}; {took})"
+        return True, tr("reachable ({how}; {took})", how=how, took=took)
     # Libraries read this at import: they now fail at once instead of retrying for ~30 s per file.
     os.environ["HF_HUB_OFFLINE"] = os.environ[OFFLINE_MARK] = "1"
-    return False, f"NOT reachable ({how}; {took}), offline mode on"
+    return False, tr("NOT reachable ({how}; {took}), offline mode on", how=how, took=took)
 
 
 def inline_figures() -> bool:
@@ -227,9 +237,9 @@ def pick_threads(mode: str) -> str:
         _THREADS_BEFORE_SETUP.append(torch.get_num_threads())
     if mode == "smoke":
         torch.set_num_threads(1)
-        return "1 (smoke mode: the small models run faster on one CPU thread than on several that wait)"
+        return tr("1 (smoke mode: the small models run faster on one CPU thread than on several that wait)")
     torch.set_num_threads(_THREADS_BEFORE_SETUP[0])
-    return f"{torch.get_num_threads()} (torch's default for this machine)"
+    return tr("{threads} (torch's default for this machine)", threads=torch.get_num_threads())
 
 
 def pick_rehearsal(rehearsal: bool | None, mode: str | None) -> bool:
@@ -255,14 +265,17 @@ def setup(
     seed: int = 0,
     probe_timeout: float = 1.0,
     rehearsal: bool | None = None,
+    lang: str | None = None,
 ) -> Course:
     """Configure the hub, pick mode/device/dtype, seed everything, print a status block, return a Course.
-    `rehearsal=True` (or COURSE_REHEARSAL=1) runs full mode with every loop capped at 2 steps."""
+    `rehearsal=True` (or COURSE_REHEARSAL=1) runs full mode with every loop capped at 2 steps.
+    `lang="zh"` (or COURSE_LANG=zh) prints this status block and the exercise checks' verdicts in Chinese."""
     if mode is not None:  # validate before doing anything else
         require_choice("mode", mode, MODES)
     rehearsing = pick_rehearsal(rehearsal, mode or os.environ.get("COURSE_MODE"))
     require_seed("seed", seed)
     require_positive_number("probe_timeout", probe_timeout)
+    set_lang(lang)
     hub.configure_hub_env(mirror)
     endpoint = os.environ["HF_ENDPOINT"]
     hub_ok, state = _hub_state(endpoint, probe_timeout)
@@ -280,25 +293,29 @@ def setup(
     set_seed(seed)
     hide_loading_bars()
     quiet_quantizer_imports()
-    figures = "\n  figures   : inline (MPLBACKEND=Agg would draw none)" if inline_figures() else ""
     course = Course(chosen_mode, device, dtype, endpoint, Path(constants.HF_HOME), hub_ok, seed, rehearsing)
-    models = "real checkpoints" if chosen_mode == "full" else "the course's small models, trained on emoji"
+    models = tr("real checkpoints") if chosen_mode == "full" else tr("the course's small models, trained on emoji")
     if rehearsing:
-        models += f"; REHEARSAL: every loop cut to {REHEARSAL_STEPS} steps, long grids to their ends"
-    print(
-        "course_utils.setup()\n"
-        f"  mode      : {chosen_mode} ({models}; set COURSE_MODE to change)\n"
-        f"  device    : {device}"
-        + (f" ({torch.cuda.get_device_name(0)})" if device == "cuda" else "")
-        + (f"\n  WARNING   : {gpu_problem}" if gpu_problem else "")
-        + "\n"
-        f"  dtype     : {str(dtype).replace('torch.', '')}\n"
-        f"  threads   : {threads}\n"
-        f"  endpoint  : {endpoint}\n"
-        f"  hub       : {state}\n"
-        f"  cache     : {constants.HF_HUB_CACHE}\n"
-        f"  token     : {_token_status()}\n"
-        f"  seed      : {seed}\n"
-        "  progress  : download bars on; loading-from-disk bars hidden" + figures
-    )
+        models += tr("; REHEARSAL: every loop cut to {steps} steps, long grids to their ends", steps=REHEARSAL_STEPS)
+    rows = [
+        (tr("mode"), tr("{mode} ({models}; set COURSE_MODE to change)", mode=chosen_mode, models=models)),
+        (tr("device"), device + (f" ({torch.cuda.get_device_name(0)})" if device == "cuda" else "")),
+        *([(tr("WARNING"), gpu_problem)] if gpu_problem else []),
+        (tr("dtype"), str(dtype).replace("torch.", "")),
+        (tr("threads"), threads),
+        (tr("endpoint"), endpoint),
+        (tr("hub"), state),
+        (tr("cache"), str(constants.HF_HUB_CACHE)),
+        (tr("token"), _token_status()),
+        (tr("seed"), str(seed)),
+        (tr("progress"), tr("download bars on; loading-from-disk bars hidden")),
+        *([(tr("figures"), tr("inline (MPLBACKEND=Agg would draw none)"))] if inline_figures() else []),
+    ]
+    print("course_utils.setup()\n" + "\n".join(f"  {_pad(label)}: {value}" for label, value in rows))
     return course
+
+
+def _pad(label: str, width: int = 10) -> str:
+    """`label` padded to `width` columns; a Chinese character takes two columns in a monospaced font."""
+    columns = sum(2 if "\u4e00" <= ch <= "\u9fff" else 1 for ch in label)
+    return label + " " * max(0, width - columns)

@@ -15,6 +15,7 @@ import nbformat
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 LESSONS = sorted(NOTEBOOKS.glob("*.ipynb"))  # every lesson, 00_setup first
+TWINS = sorted((NOTEBOOKS / "zh").glob("*.ipynb"))  # their Chinese twins (scripts/sync_translations.py)
 
 
 def notebook_path(notebook: str | Path) -> Path:

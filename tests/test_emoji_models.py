@@ -155,11 +155,34 @@ def test_load_emoji_by_name_and_a_helpful_error():
 
 # ----- the training script reproduces and resumes ---------------------------------------------------------------------
 def run_phase(*args: str) -> str:
+    """One phase of scripts/train_emoji_models.py in this process (a new process would spend ~8 s on imports); its
+    printed output. `run_script` runs it as a learner does."""
+    import contextlib
+    import importlib.util
+    import io
+
+    if str(ROOT / "scripts") not in sys.path:
+        sys.path.insert(0, str(ROOT / "scripts"))  # as when it runs as a script: export_emoji_models is beside it
+    spec = importlib.util.spec_from_file_location("train_emoji_models", ROOT / "scripts" / "train_emoji_models.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out, threads = io.StringIO(), torch.get_num_threads()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+            script.main(list(args))
+    finally:
+        torch.set_num_threads(threads)
+    return out.getvalue()
+
+
+def run_script(*args: str) -> str:
+    """scripts/train_emoji_models.py run as a program, from the repository root."""
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "train_emoji_models.py"), *args],
         capture_output=True,
         text=True,
         timeout=600,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
@@ -184,7 +207,7 @@ def test_training_script_runs_every_phase_and_resumes_exactly(tmp_path):
     assert all(torch.equal(a["unet"][k], b["unet"][k]) for k in a["unet"]), "a resumed run must give the same weights"
     assert all(torch.equal(x, y) for x, y in zip(a["extra"]["shadow_params"], b["extra"]["shadow_params"]))
     run_phase("decoder", "--steps", "2", "--work_dir", str(split), *quick)
-    run_phase("export", "--work_dir", str(split), "--models_dir", str(tmp_path / "models"))
+    run_script("export", "--work_dir", str(split), "--models_dir", str(tmp_path / "models"))  # as a program, once
     pipe = StableDiffusionPipeline.from_pretrained(
         tmp_path / "models" / "emoji-sd", dtype=torch.float32, safety_checker=None
     )

@@ -8,12 +8,12 @@ import re
 from pathlib import Path
 
 import pytest
-from notebook_code import LESSONS, cell_sources, notebook_text, read_notebook
+from notebook_code import LESSONS, TWINS, cell_sources, notebook_text, read_notebook
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTEBOOKS = LESSONS
+NOTEBOOKS = LESSONS + TWINS
 CODE = NOTEBOOKS + sorted((ROOT / "course_utils").rglob("*.py"))
-DOCS = [ROOT / "README.md"]  # may quote old error messages, but never a token
+DOCS = [ROOT / "README.md", *sorted(ROOT.glob("README.*.md"))]  # may quote old error messages, but never a token
 TOKEN = re.compile(r"hf_[A-Za-z0-9]{30,}")
 OUTDATED = {
     "use_auth_token": "use token= (huggingface_hub 1.0 removed use_auth_token)",
@@ -44,7 +44,7 @@ def test_there_are_lessons():
     assert NOTEBOOKS and NOTEBOOKS[0].name.startswith("00_")
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_notebook_is_stored_without_outputs_and_with_plain_kernelspec(path):
     nb = read_notebook(path)
     assert nb.metadata.get("kernelspec", {}).get("name") == "python3"
@@ -53,7 +53,7 @@ def test_notebook_is_stored_without_outputs_and_with_plain_kernelspec(path):
             assert not cell.get("outputs") and cell.get("execution_count") is None, f"cell {i} has outputs"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: str(p.relative_to(ROOT)))
 def test_notebook_starts_with_setup(path):
     assert "course_utils.setup(" in cell_sources(path)[0]
 
@@ -67,7 +67,7 @@ def test_no_tokens(path):
 def test_no_outdated_apis(path):
     """An outdated name may appear only on a line that calls it older or deprecated (a lesson names the old keyword
     a learner will meet in older code); nowhere is it used."""
-    lines = [line for line in text_of(path).splitlines() if not re.search(r"\bolder\b|deprecated", line, re.I)]
+    lines = [line for line in text_of(path).splitlines() if not re.search(r"\bolder\b|deprecated|旧|弃用", line, re.I)]
     text = "\n".join(lines)
     found = {pattern: fix for pattern, fix in OUTDATED.items() if pattern in text}
     assert not found, f"{path.name}: " + "; ".join(f"{p!r}: {fix}" for p, fix in found.items())

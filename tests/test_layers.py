@@ -21,7 +21,7 @@ PACKAGE = ROOT / "course_utils"
 
 # From the bottom up. A module may import from its own layer and the ones before it.
 LAYERS = [
-    ("base", ["paths", "environment", "progress", "hub", "checks", "checks.values", "models.architectures"]),
+    ("base", ["paths", "environment", "progress", "hub", "checks", "checks.values", "i18n", "models.architectures"]),
     ("registry", ["models.registry"]),
     ("pictures", ["images", "photos", "noise_schedule", "checks.pipeline_inputs", "emoji_quality"]),
     ("folders", ["folders"]),

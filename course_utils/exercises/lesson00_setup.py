@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from course_utils.exercises import not_attempted, verdict
+from course_utils.i18n import tr
 
 
 def check_endpoint() -> bool:
@@ -16,9 +17,13 @@ def check_endpoint() -> bool:
     used = constants.ENDPOINT.rstrip("/")
     return verdict(
         used == wanted,
-        f"huggingface_hub uses {used}, as HF_ENDPOINT says.",
-        f"HF_ENDPOINT is {wanted} but huggingface_hub uses {used}: it was imported before the variable was set. "
-        "Restart the kernel and call course_utils.setup(...) in the first cell.",
+        tr("huggingface_hub uses {used}, as HF_ENDPOINT says.", used=used),
+        tr(
+            "HF_ENDPOINT is {wanted} but huggingface_hub uses {used}: it was imported before the variable was set. "
+            "Restart the kernel and call course_utils.setup(...) in the first cell.",
+            wanted=wanted,
+            used=used,
+        ),
     )
 
 
@@ -27,12 +32,12 @@ def check_cache_folder(repo_id: str, answer: str | os.PathLike | None) -> bool:
     from huggingface_hub import constants
 
     if answer is None:
-        return not_attempted(f"the cache folder of {repo_id}")
+        return not_attempted(tr("the cache folder of {repo_id}", repo_id=repo_id))
     expected = Path(constants.HF_HUB_CACHE) / ("models--" + repo_id.replace("/", "--"))
     given = Path(answer).expanduser()
     if given == expected:
-        return verdict(True, f"{repo_id} is cached in {expected}", "")
-    hint = "the owner and name are joined with '--' and prefixed with 'models--'"
+        return verdict(True, tr("{repo_id} is cached in {expected}", repo_id=repo_id, expected=expected), "")
+    hint = tr("the owner and name are joined with '--' and prefixed with 'models--'")
     if given.parent != expected.parent:
-        hint = f"the cache root is {expected.parent} (constants.HF_HUB_CACHE)"
-    return verdict(False, "", f"{given} is not it: {hint}.")
+        hint = tr("the cache root is {root} (constants.HF_HUB_CACHE)", root=expected.parent)
+    return verdict(False, "", tr("{given} is not it: {hint}.", given=given, hint=hint))

@@ -12,6 +12,7 @@ from typing import Callable
 import torch
 
 from course_utils.exercises import not_attempted, verdict
+from course_utils.i18n import msg, tr
 
 ATOL = 1e-5  # fp32 arithmetic done in another order differs by ~1e-7; a wrong formula differs by far more
 CHECK_STEPS = 10  # fewer steps than training, so one step jumps several training timesteps (as in the lesson)
@@ -65,19 +66,24 @@ class _Mistake:
     """A known wrong variant of the step, and what to tell the learner when their answer matches it."""
 
     name: str
-    hint: str
+    hint: str  # an English template marked with msg(), translated with tr() when printed
 
 
 def _first_difference(answer, expected: torch.Tensor, what: str) -> str | None:
     """None if `answer` is a tensor equal to `expected` (within ATOL); else a sentence saying what differs."""
     if not isinstance(answer, torch.Tensor):
-        return f"{what} should return a torch.Tensor, but it returned {type(answer).__name__}."
+        return tr("{what} should return a torch.Tensor, but it returned {kind}.", what=what, kind=type(answer).__name__)
     if tuple(answer.shape) != tuple(expected.shape):
-        return f"{what} returned shape {tuple(answer.shape)}; expected {tuple(expected.shape)} (the shape of `sample`)."
+        return tr(
+            "{what} returned shape {shape}; expected {expected} (the shape of `sample`).",
+            what=what,
+            shape=tuple(answer.shape),
+            expected=tuple(expected.shape),
+        )
     diff = (answer.detach().float().cpu() - expected).abs().max().item()
     if diff != diff:  # NaN
-        return f"{what} returned NaN values (a square root of a negative number, or a division by zero?)."
-    return None if diff <= ATOL else f"{what} differs from diffusers by up to {diff:.3g}."
+        return tr("{what} returned NaN values (a square root of a negative number, or a division by zero?).", what=what)
+    return None if diff <= ATOL else tr("{what} differs from diffusers by up to {diff:.3g}.", what=what, diff=diff)
 
 
 def _explain(answer: torch.Tensor, variants: dict[str, torch.Tensor], mistakes: list[_Mistake]) -> str:
@@ -85,8 +91,8 @@ def _explain(answer: torch.Tensor, variants: dict[str, torch.Tensor], mistakes: 
     for mistake in mistakes:
         candidate = variants.get(mistake.name)
         if candidate is not None and (answer.detach().float().cpu() - candidate).abs().max().item() <= ATOL:
-            return "Likely cause: " + mistake.hint
-    return (
+            return tr("Likely cause: {hint}", hint=tr(mistake.hint))
+    return tr(
         "Compare term by term with the formulas above: the predicted clean image x̂0, the coefficients, then the noise."
     )
 
@@ -103,20 +109,38 @@ def _run_cases(fn: Callable, kind: str, what: str, scheduler, mistakes: list[_Mi
         try:
             answer = fn(*args)
         except Exception as err:  # the learner's code failed: report it, do not stop the notebook
-            return verdict(False, "", f"{what} raised {type(err).__name__} at t={int(t)}: {err}")
+            return verdict(
+                False,
+                "",
+                tr(
+                    "{what} raised {error} at t={t}: {message}",
+                    what=what,
+                    error=type(err).__name__,
+                    t=int(t),
+                    message=err,
+                ),
+            )
         if answer is None:
-            return not_attempted(f"{what} (it returned None)")
-        problem = _first_difference(answer, expected, f"{what} at t={int(t)}")
+            return not_attempted(tr("{what} (it returned None)", what=what))
+        problem = _first_difference(answer, expected, tr("{what} at t={t}", what=what, t=int(t)))
         if problem is not None:
             hint = (
                 _explain(answer, variants, mistakes)
                 if isinstance(answer, torch.Tensor) and answer.shape == expected.shape
                 else ""
             )
-            return verdict(False, "", f"{problem} {hint}".strip())
+            failure = f"{problem} {hint}".strip()  # both parts are already translated
+            return verdict(False, "", failure)
     steps = ", ".join(str(int(t)) for t in _case_timesteps(reference))
     return verdict(
-        True, f"{what} matches diffusers at t = {steps} (first, middle and last of {CHECK_STEPS} steps).", ""
+        True,
+        tr(
+            "{what} matches diffusers at t = {steps} (first, middle and last of {n} steps).",
+            what=what,
+            steps=steps,
+            n=CHECK_STEPS,
+        ),
+        "",
     )
 
 
@@ -153,19 +177,26 @@ def _ddpm_variants(scheduler, model_output, t, sample, noise) -> dict[str, torch
 
 
 DDPM_MISTAKES = [
-    _Mistake("no_noise", "no fresh noise was added. For t > 0 DDPM samples x_{t-1} = mean + sqrt(variance) * noise."),
+    _Mistake(
+        "no_noise", msg("no fresh noise was added. For t > 0 DDPM samples x_{t-1} = mean + sqrt(variance) * noise.")
+    ),
     _Mistake(
         "noise_at_last_step",
-        "noise was added at the last step. When prev_t < 0 (going to the clean image) DDPM adds none.",
+        msg("noise was added at the last step. When prev_t < 0 (going to the clean image) DDPM adds none."),
     ),
-    _Mistake("no_clip", "x̂0 was not clipped. The scheduler clamps it to [-1, 1] because config.clip_sample is True."),
+    _Mistake(
+        "no_clip", msg("x̂0 was not clipped. The scheduler clamps it to [-1, 1] because config.clip_sample is True.")
+    ),
     _Mistake(
         "beta_of_one_training_step",
-        "β was read as scheduler.betas[t], the β of a single training step. Here one step jumps from t to "
-        "prev_t = scheduler.previous_timestep(t), so use β = 1 − ᾱ_t / ᾱ_prev.",
+        msg(
+            "β was read as scheduler.betas[t], the β of a single training step. Here one step jumps from t to "
+            "prev_t = scheduler.previous_timestep(t), so use β = 1 − ᾱ_t / ᾱ_prev."
+        ),
     ),
     _Mistake(
-        "variance_not_std", "the noise was scaled by the variance. Scale it by the standard deviation, sqrt(variance)."
+        "variance_not_std",
+        msg("the noise was scaled by the variance. Scale it by the standard deviation, sqrt(variance)."),
     ),
 ]
 
@@ -197,8 +228,8 @@ def check_ddpm_step(fn: Callable | None, scheduler=None) -> bool:
     `set_timesteps(10)` called, and its `.step` is switched off. Pass the lesson's scheduler to use its config.
     """
     if fn is None:
-        return not_attempted("your DDPM step")
-    return _run_cases(fn, "ddpm", "your DDPM step", scheduler, DDPM_MISTAKES)
+        return not_attempted(tr("your DDPM step"))
+    return _run_cases(fn, "ddpm", tr("your DDPM step"), scheduler, DDPM_MISTAKES)
 
 
 # ----- DDIM ---------------------------------------------------------------------------------------------------------
@@ -236,19 +267,27 @@ def _ddim_variants(scheduler, model_output, t, sample) -> dict[str, torch.Tensor
 DDIM_MISTAKES = [
     _Mistake(
         "prev_is_t_minus_1",
-        "the step went to t − 1. DDIM jumps to prev_t = t − num_train_timesteps // num_inference_steps "
-        "(scheduler.config.num_train_timesteps, scheduler.num_inference_steps).",
+        msg(
+            "the step went to t − 1. DDIM jumps to prev_t = t − num_train_timesteps // num_inference_steps "
+            "(scheduler.config.num_train_timesteps, scheduler.num_inference_steps)."
+        ),
     ),
-    _Mistake("no_clip", "x̂0 was not clipped. The scheduler clamps it to [-1, 1] because config.clip_sample is True."),
+    _Mistake(
+        "no_clip", msg("x̂0 was not clipped. The scheduler clamps it to [-1, 1] because config.clip_sample is True.")
+    ),
     _Mistake(
         "eps_from_clipped_x0",
-        "ε was recomputed from the clipped x̂0. DDIMPipeline keeps the model's own ε in the direction term "
-        "(use_clipped_model_output is off).",
+        msg(
+            "ε was recomputed from the clipped x̂0. DDIMPipeline keeps the model's own ε in the direction term "
+            "(use_clipped_model_output is off)."
+        ),
     ),
     _Mistake(
         "negative_index",
-        "at the last step prev_t is negative, and alphas_cumprod[prev_t] silently reads from the END of the table. "
-        "Use scheduler.final_alpha_cumprod (1.0 here: the clean image has no noise).",
+        msg(
+            "at the last step prev_t is negative, and alphas_cumprod[prev_t] silently reads from the END of the table. "
+            "Use scheduler.final_alpha_cumprod (1.0 here: the clean image has no noise)."
+        ),
     ),
 ]
 
@@ -260,8 +299,8 @@ def check_ddim_step(fn: Callable | None, scheduler=None) -> bool:
     its `.step` is switched off.
     """
     if fn is None:
-        return not_attempted("your DDIM step")
-    return _run_cases(fn, "ddim", "your DDIM step", scheduler, DDIM_MISTAKES)
+        return not_attempted(tr("your DDIM step"))
+    return _run_cases(fn, "ddim", tr("your DDIM step"), scheduler, DDIM_MISTAKES)
 
 
 # ----- the noise schedule ---------------------------------------------------------------------------------------------
@@ -270,29 +309,52 @@ def check_ddim_step(fn: Callable | None, scheduler=None) -> bool:
 def check_noise_overtakes_signal(answer: int | torch.Tensor | None, scheduler=None) -> bool:
     """Check the first timestep t where the noise scale sqrt(1 − ᾱ_t) exceeds the signal scale sqrt(ᾱ_t)."""
     if answer is None:
-        return not_attempted("the timestep where noise overtakes signal")
+        return not_attempted(tr("the timestep where noise overtakes signal"))
     abar = _scheduler_copy("ddpm", scheduler).alphas_cumprod
     signal, noise = abar.sqrt(), (1 - abar).sqrt()
     expected = int(torch.nonzero(noise > signal)[0])
     try:
         given = int(answer)
     except (TypeError, ValueError):
-        return verdict(False, "", f"expected a whole-number timestep, got {answer!r}.")
+        return verdict(False, "", tr("expected a whole-number timestep, got {answer!r}.", answer=answer))
     if given == expected:
         return verdict(
             True,
-            f"t = {expected}: signal {signal[expected]:.4f} < noise {noise[expected]:.4f}, while at t = {expected - 1} "
-            f"the signal still wins ({signal[expected - 1]:.4f} vs {noise[expected - 1]:.4f}). That is only "
-            f"{expected / abar.numel():.0%} of the way through the {abar.numel()} timesteps: this schedule drowns the "
-            "signal early, so most timesteps are spent on mostly-noise images.",
+            tr(
+                "t = {t}: signal {signal:.4f} < noise {noise:.4f}, while at t = {before} the signal still wins "
+                "({signal_before:.4f} vs {noise_before:.4f}). That is only {share:.0%} of the way through the "
+                "{total} timesteps: this schedule drowns the signal early, so most timesteps are spent on "
+                "mostly-noise images.",
+                t=expected,
+                signal=signal[expected],
+                noise=noise[expected],
+                before=expected - 1,
+                signal_before=signal[expected - 1],
+                noise_before=noise[expected - 1],
+                share=expected / abar.numel(),
+                total=abar.numel(),
+            ),
             "",
         )
     if not 0 <= given < abar.numel():
-        return verdict(False, "", f"t = {given} is outside the schedule: timesteps run from 0 to {abar.numel() - 1}.")
-    side = "already more noise than signal" if noise[given] > signal[given] else "still more signal than noise"
+        return verdict(
+            False,
+            "",
+            tr("t = {t} is outside the schedule: timesteps run from 0 to {last}.", t=given, last=abar.numel() - 1),
+        )
+    if noise[given] > signal[given]:
+        side = tr("already more noise than signal")
+    else:
+        side = tr("still more signal than noise")
     return verdict(
         False,
         "",
-        f"not t = {given}: there signal = {signal[given]:.3f} and noise = {noise[given]:.3f} ({side}). "
-        f"Find the FIRST t where noise > signal, i.e. where alphas_cumprod drops below 0.5.",
+        tr(
+            "not t = {t}: there signal = {signal:.3f} and noise = {noise:.3f} ({side}). "
+            "Find the FIRST t where noise > signal, i.e. where alphas_cumprod drops below 0.5.",
+            t=given,
+            signal=signal[given],
+            noise=noise[given],
+            side=side,
+        ),
     )

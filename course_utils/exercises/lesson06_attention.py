@@ -7,6 +7,7 @@ from typing import Sequence
 import torch
 
 from course_utils.exercises import not_attempted, verdict
+from course_utils.i18n import tr
 
 
 def check_word_positions(tokenizer, prompt: str, word: str, answer: Sequence[int] | None) -> bool:
@@ -14,22 +15,35 @@ def check_word_positions(tokenizer, prompt: str, word: str, answer: Sequence[int
     from course_utils.attention import word_positions
 
     if answer is None:
-        return not_attempted(f"the token positions of {word!r}")
+        return not_attempted(tr("the token positions of {word!r}", word=word))
     expected = word_positions(tokenizer, prompt, word)
     try:
         given = [int(p) for p in answer]
     except (TypeError, ValueError):
-        return verdict(False, "", f"{answer!r} is not a list of positions: give a list of ints, e.g. [2, 3].")
+        return verdict(
+            False,
+            "",
+            tr("{answer!r} is not a list of positions: give a list of ints, e.g. [2, 3].", answer=answer),
+        )
     if given == expected:
         pieces = tokenizer.convert_ids_to_tokens(tokenizer(prompt).input_ids)
-        return verdict(True, f"{word!r} sits at positions {expected}: {[pieces[p] for p in expected]}.", "")
+        found = [pieces[p] for p in expected]
+        return verdict(
+            True,
+            tr("{word!r} sits at positions {expected}: {pieces}.", word=word, expected=expected, pieces=found),
+            "",
+        )
     if [p + 1 for p in given] == expected:
-        hint = "each position is one too small: position 0 holds <|startoftext|>, so the prompt starts at 1"
+        hint = tr("each position is one too small: position 0 holds <|startoftext|>, so the prompt starts at 1")
     elif set(given) < set(expected):
-        hint = f"you found {len(given)} of its {len(expected)} pieces: a word runs until the piece ending in '</w>'"
+        hint = tr(
+            "you found {found} of its {total} pieces: a word runs until the piece ending in '</w>'",
+            found=len(given),
+            total=len(expected),
+        )
     else:
-        hint = "tokenize the prompt, remember <|startoftext|> at position 0, and collect the word's pieces"
-    return verdict(False, "", f"{given} is not it: {hint}.")
+        hint = tr("tokenize the prompt, remember <|startoftext|> at position 0, and collect the word's pieces")
+    return verdict(False, "", tr("{given} is not it: {hint}.", given=given, hint=hint))
 
 
 def check_manual_map(
@@ -37,32 +51,40 @@ def check_manual_map(
 ) -> bool:
     """Pass when `answer` equals trace.word_map(prompt, word, ...) for the same layers and steps."""
     if answer is None:
-        return not_attempted(f"the heat map of {word!r} built by hand")
+        return not_attempted(tr("the heat map of {word!r} built by hand", word=word))
     expected = trace.word_map(prompt, word, index=index, layers=layers, steps=steps)
     answer = torch.as_tensor(answer).detach().float().cpu().squeeze()
     if answer.shape != expected.shape:
         return verdict(
             False,
             "",
-            f"your map has shape {tuple(answer.shape)}, expected {tuple(expected.shape)} "
-            "(the image size): upsample with F.interpolate.",
+            tr(
+                "your map has shape {shape}, expected {expected} (the image size): upsample with F.interpolate.",
+                shape=tuple(answer.shape),
+                expected=tuple(expected.shape),
+            ),
         )
     if not torch.isfinite(answer).all():
-        return verdict(False, "", "your map contains NaN or inf values.")
+        return verdict(False, "", tr("your map contains NaN or inf values."))
     if answer.min() < -1e-4 or answer.max() > 1 + 1e-4:
         return verdict(
             False,
             "",
-            f"your map runs from {answer.min():.3g} to {answer.max():.3g}: "
-            "normalise it to [0, 1] (min -> 0, max -> 1).",
+            tr(
+                "your map runs from {low:.3g} to {high:.3g}: normalise it to [0, 1] (min -> 0, max -> 1).",
+                low=answer.min(),
+                high=answer.max(),
+            ),
         )
     error = (answer - expected).abs().max().item()
     return verdict(
         error < 1e-3,
-        f"your map matches trace.word_map (largest difference {error:.1e}).",
-        f"your map differs from trace.word_map by up to {error:.3f}: "
-        "sum the word's pieces, average the chosen records, "
-        "upsample each to the image size (bilinear), then normalise.",
+        tr("your map matches trace.word_map (largest difference {error:.1e}).", error=error),
+        tr(
+            "your map differs from trace.word_map by up to {error:.3f}: sum the word's pieces, average the chosen "
+            "records, upsample each to the image size (bilinear), then normalise.",
+            error=error,
+        ),
     )
 
 
@@ -78,30 +100,51 @@ def start_token_shares(trace, index: int = 0) -> tuple[float, float]:
 def check_start_token_share(trace, answer: float | None, index: int = 0) -> bool:
     """Pass when `answer` is the average attention probability that pixels give to <|startoftext|> (position 0)."""
     if answer is None:
-        return not_attempted("the share of attention that goes to <|startoftext|>")
+        return not_attempted(tr("the share of attention that goes to <|startoftext|>"))
     if isinstance(answer, (str, bytes, bool)):  # float("0.5") would pass text on as if it were the number
-        return verdict(False, "", f"{answer!r} is not one number: give the share as a float, e.g. 0.25, not text.")
+        return verdict(
+            False,
+            "",
+            tr("{answer!r} is not one number: give the share as a float, e.g. 0.25, not text.", answer=answer),
+        )
     try:
         answer = float(answer)
     except (TypeError, ValueError, RuntimeError):
-        return verdict(False, "", f"{answer!r} is not one number: give the share as a float, e.g. 0.25.")
+        return verdict(
+            False, "", tr("{answer!r} is not one number: give the share as a float, e.g. 0.25.", answer=answer)
+        )
     expected = start_token_shares(trace, index)
     tokens = trace.records[0].maps.shape[1]
     uniform = abs(answer - 1 / tokens) <= 0.01 / tokens
     if not uniform and any(abs(answer - e) <= 0.01 * e for e in expected):
         return verdict(
             True,
-            f"{answer:.1%} of the attention goes to <|startoftext|>; a uniform spread would give it {1 / tokens:.1%}.",
+            tr(
+                "{answer:.1%} of the attention goes to <|startoftext|>; a uniform spread would give it {uniform:.1%}.",
+                answer=answer,
+                uniform=1 / tokens,
+            ),
             "",
         )
     if not 0 <= answer <= 1:
-        hint = "a share of probabilities lies between 0 and 1"
+        hint = tr("a share of probabilities lies between 0 and 1")
     elif uniform:
-        hint = f"1/{tokens} is what uniform attention would give; measure it from trace.records instead"
+        hint = tr(
+            "1/{tokens} is what uniform attention would give; measure it from trace.records instead", tokens=tokens
+        )
     else:
-        hint = (
+        hint = tr(
             "average maps[index, 0] (position 0 is <|startoftext|>) "
             "over the pixels of every record, then over the records"
         )
     off = min(abs(answer - e) / e for e in expected)
-    return verdict(False, "", f"{answer:.4f} is not it ({off:.0%} away from the measured share): {hint}.")
+    return verdict(
+        False,
+        "",
+        tr(
+            "{answer:.4f} is not it ({off:.0%} away from the measured share): {hint}.",
+            answer=answer,
+            off=off,
+            hint=hint,
+        ),
+    )

@@ -9,6 +9,7 @@ from typing import Callable
 import torch
 
 from course_utils.exercises import not_attempted, verdict
+from course_utils.i18n import tr
 
 TARGETS = ["to_q", "to_k", "to_v", "to_out.0"]
 
@@ -32,13 +33,13 @@ def _call(fn: Callable, *args) -> tuple[object, str | None]:
     try:
         return fn(*args), None
     except Exception as err:
-        return None, f"it raised {type(err).__name__}: {err}"
+        return None, tr("it raised {error_type}: {error_text}", error_type=type(err).__name__, error_text=err)
 
 
 def check_lora_forward(fn: Callable | None) -> bool:
     """Pass when fn(x, W, bias, A, B, alpha, rank) equals peft's LoRA layer output for x."""
     if fn is None:
-        return not_attempted("the LoRA layer's output by hand")
+        return not_attempted(tr("the LoRA layer's output by hand"))
     layer = _lora_layer()
     W, bias = layer.base_layer.weight.detach(), layer.base_layer.bias.detach()
     A, B = layer.lora_A["default"].weight.detach(), layer.lora_B["default"].weight.detach()
@@ -52,19 +53,23 @@ def check_lora_forward(fn: Callable | None) -> bool:
         return verdict(
             False,
             "",
-            f"expected a tensor of shape {tuple(expected.shape)}, got {getattr(got, 'shape', type(got).__name__)}.",
+            tr(
+                "expected a tensor of shape {shape}, got {got}.",
+                shape=tuple(expected.shape),
+                got=getattr(got, "shape", type(got).__name__),
+            ),
         )
     diff = (got - expected).abs().max().item()
     if diff < 1e-4:
-        return verdict(True, f"equal to peft's output (largest difference {diff:.1e}).", "")
+        return verdict(True, tr("equal to peft's output (largest difference {diff:.1e}).", diff=diff), "")
     base = x @ W.T + bias
     if (got - base).abs().max() < 1e-4:
-        hint = "that is the frozen layer alone: add (alpha / rank) * x @ A.T @ B.T"
+        hint = tr("that is the frozen layer alone: add (alpha / rank) * x @ A.T @ B.T")
     elif (got - (base + x @ A.T @ B.T)).abs().max() < 1e-4:
-        hint = "the update is scaled by alpha / rank (here 8 / 4 = 2)"
+        hint = tr("the update is scaled by alpha / rank (here 8 / 4 = 2)")
     else:
-        hint = "W x + bias + (alpha / rank) B A x, or x @ W.T + bias + alpha / rank * x @ A.T @ B.T"
-    return verdict(False, "", f"largest difference {diff:.3g}: {hint}.")
+        hint = tr("W x + bias + (alpha / rank) B A x, or x @ W.T + bias + alpha / rank * x @ A.T @ B.T")
+    return verdict(False, "", tr("largest difference {diff:.3g}: {hint}.", diff=diff, hint=hint))
 
 
 def _targeted(unet, targets: list[str]) -> list:
@@ -82,24 +87,28 @@ def expected_lora_count(unet, rank: int, targets: list[str] = TARGETS) -> int:
 def check_lora_count(answer: int | None, unet, rank: int) -> bool:
     """Pass when `answer` is the weight count of a rank-`rank` LoRA on the attention projections."""
     if answer is None:
-        return not_attempted("the number of LoRA weights")
+        return not_attempted(tr("the number of LoRA weights"))
     expected = expected_lora_count(unet, rank)
     if answer == expected:
-        return verdict(True, f"{answer:,}: r * (in + out) for each of the targeted layers.", "")
+        return verdict(True, tr("{answer:,}: r * (in + out) for each of the targeted layers.", answer=answer), "")
     square = sum(m.in_features * m.out_features for m in _targeted(unet, TARGETS))
     if answer == square:
-        hint = "that is every weight of those layers (in * out each); a LoRA trains r * (in + out)"
+        hint = tr("that is every weight of those layers (in * out each); a LoRA trains r * (in + out)")
     elif answer == 2 * expected or answer * 2 == expected:
-        hint = "A has r * in weights and B has out * r: count each once"
+        hint = tr("A has r * in weights and B has out * r: count each once")
     else:
-        hint = "add rank * (in_features + out_features) for each to_q, to_k, to_v and to_out.0"
-    return verdict(False, "", f"{answer:,} is not it (expected {expected:,}): {hint}.")
+        hint = tr("add rank * (in_features + out_features) for each to_q, to_k, to_v and to_out.0")
+    return verdict(
+        False,
+        "",
+        tr("{answer:,} is not it (expected {expected:,}): {hint}.", answer=answer, expected=expected, hint=hint),
+    )
 
 
 def check_fused_weight(fn: Callable | None) -> bool:
     """Pass when fn(layer, scale) returns the weight that merging the LoRA at `scale` writes."""
     if fn is None:
-        return not_attempted("the fused weight")
+        return not_attempted(tr("the fused weight"))
     layer = _lora_layer()
     for scale in (1.0, 0.5):
         got, error = _call(fn, layer, scale)
@@ -115,15 +124,22 @@ def check_fused_weight(fn: Callable | None) -> bool:
             return verdict(
                 False,
                 "",
-                f"expected a weight of shape {tuple(expected.shape)}, got {getattr(got, 'shape', type(got).__name__)}.",
+                tr(
+                    "expected a weight of shape {shape}, got {got}.",
+                    shape=tuple(expected.shape),
+                    got=getattr(got, "shape", type(got).__name__),
+                ),
             )
         diff = (got.detach() - expected).abs().max().item()
         if diff > 1e-4:
             return verdict(
                 False,
                 "",
-                f"at scale {scale} the largest difference is {diff:.3g}: the fused "
-                "weight is W + scale * (alpha / r) * B @ A (alpha / r is "
-                "layer.scaling['default'] at scale 1).",
+                tr(
+                    "at scale {scale} the largest difference is {diff:.3g}: the fused weight is "
+                    "W + scale * (alpha / r) * B @ A (alpha / r is layer.scaling['default'] at scale 1).",
+                    scale=scale,
+                    diff=diff,
+                ),
             )
-    return verdict(True, "equal to what peft's merge writes, at scale 1 and 0.5.", "")
+    return verdict(True, tr("equal to what peft's merge writes, at scale 1 and 0.5."), "")

@@ -9,22 +9,32 @@ from typing import Callable
 import torch
 
 from course_utils.exercises import not_attempted, verdict
+from course_utils.i18n import tr
 
 SHIFTS = (1.0, 3.0, 6.0)
 
 
-def _call(fn: Callable, *args) -> tuple[torch.Tensor | None, str]:
-    """fn(*args) as a float tensor, or None and a sentence saying what went wrong (a learner's bug is a verdict)."""
+def _call(fn: Callable, *args, shift: float | None = None) -> tuple[torch.Tensor | None, str]:
+    """fn(*args) as a float tensor, or None and a translated sentence saying what went wrong, naming the shift it was
+    called with if one is given (a learner's bug is a verdict)."""
     try:
         out = fn(*args)
     except Exception as err:
-        return None, f"it raised {type(err).__name__}: {err}"
+        if shift is None:
+            return None, tr("it raised {error}: {err}.", error=type(err).__name__, err=err)
+        return None, tr("with shift={shift}, it raised {error}: {err}.", shift=shift, error=type(err).__name__, err=err)
     if out is None:
-        return None, "it returned None"
+        if shift is None:
+            return None, tr("it returned None.")
+        return None, tr("with shift={shift}, it returned None.", shift=shift)
     try:
         return torch.as_tensor(out).float(), ""
     except (TypeError, ValueError, RuntimeError):
-        return None, f"it returned {type(out).__name__}; expected a tensor"
+        if shift is None:
+            return None, tr("it returned {kind}; expected a tensor.", kind=type(out).__name__)
+        return None, tr(
+            "with shift={shift}, it returned {kind}; expected a tensor.", shift=shift, kind=type(out).__name__
+        )
 
 
 def _close(given: torch.Tensor, expected: torch.Tensor, tol: float = 1e-5) -> bool:
@@ -36,30 +46,40 @@ def check_shift(fn: Callable | None) -> bool:
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     if fn is None:
-        return not_attempted("my_shift(sigmas, shift)")
+        return not_attempted(tr("my_shift(sigmas, shift)"))
     sigmas = torch.linspace(1.0, 0.05, 10)
     for shift in SHIFTS:
         scheduler = FlowMatchEulerDiscreteScheduler(shift=shift)
         scheduler.set_timesteps(sigmas=sigmas.tolist())  # the scheduler shifts the sigmas it is given
         expected = scheduler.sigmas[:-1]
-        given, problem = _call(fn, sigmas.clone(), shift)
+        given, problem = _call(fn, sigmas.clone(), shift, shift=shift)
         if given is None:
-            return verdict(False, "", f"with shift={shift}, {problem}.")
+            return verdict(False, "", problem)
         if _close(given, expected):
             continue
         if _close(given, sigmas):
-            hint = "that is the sigmas unchanged; apply shift * s / (1 + (shift - 1) * s)"
+            hint = tr("that is the sigmas unchanged; apply shift * s / (1 + (shift - 1) * s)")
         elif _close(given, shift * sigmas / (1 + shift * sigmas)):
-            hint = "the denominator is 1 + (shift - 1) * s, so that shift 1 changes nothing"
+            hint = tr("the denominator is 1 + (shift - 1) * s, so that shift 1 changes nothing")
         elif _close(given, shift * sigmas):
-            hint = "shift * s alone goes above 1; divide by 1 + (shift - 1) * s"
+            hint = tr("shift * s alone goes above 1; divide by 1 + (shift - 1) * s")
         else:
-            hint = "expected shift * s / (1 + (shift - 1) * s)"
-        return verdict(False, "", f"at shift {shift}: {given[:3].tolist()} ... differs from the scheduler: {hint}.")
+            hint = tr("expected shift * s / (1 + (shift - 1) * s)")
+        failure = tr(
+            "at shift {shift}: {first} ... differs from the scheduler: {hint}.",
+            shift=shift,
+            first=given[:3].tolist(),
+            hint=hint,
+        )
+        return verdict(False, "", failure)
     return verdict(
         True,
-        f"your sigmas equal FlowMatchEulerDiscreteScheduler's at shifts {SHIFTS}; at shift 3, σ = 0.5 becomes "
-        f"{3 * 0.5 / (1 + 2 * 0.5):.2f}.",
+        tr(
+            "your sigmas equal FlowMatchEulerDiscreteScheduler's at shifts {shifts}; at shift 3, σ = 0.5 becomes "
+            "{shifted:.2f}.",
+            shifts=SHIFTS,
+            shifted=3 * 0.5 / (1 + 2 * 0.5),
+        ),
         "",
     )
 
@@ -69,7 +89,7 @@ def check_euler_step(fn: Callable | None) -> bool:
     from diffusers import FlowMatchEulerDiscreteScheduler
 
     if fn is None:
-        return not_attempted("my_euler_step(sample, velocity, sigma, sigma_next)")
+        return not_attempted(tr("my_euler_step(sample, velocity, sigma, sigma_next)"))
     g = torch.Generator().manual_seed(0)
     sample, velocity = torch.randn(2, 4, 8, 8, generator=g), torch.randn(2, 4, 8, 8, generator=g)
     scheduler = FlowMatchEulerDiscreteScheduler(shift=3.0)
@@ -78,21 +98,27 @@ def check_euler_step(fn: Callable | None) -> bool:
     expected = scheduler.step(velocity, t, sample).prev_sample
     given, problem = _call(fn, sample.clone(), velocity.clone(), float(sigma), float(sigma_next))
     if given is None:
-        return verdict(False, "", f"{problem}.")
+        return verdict(False, "", problem)
     if _close(given, expected):
         return verdict(
             True,
-            f"your step equals scheduler.step: from σ = {sigma:.3f} to {sigma_next:.3f}, "
-            f"x + ({sigma_next:.3f} - {sigma:.3f}) * v.",
+            tr(
+                "your step equals scheduler.step: from σ = {sigma:.3f} to {sigma_next:.3f}, "
+                "x + ({sigma_next:.3f} - {sigma:.3f}) * v.",
+                sigma=sigma,
+                sigma_next=sigma_next,
+            ),
             "",
         )
     if _close(given, sample + (sigma - sigma_next) * velocity):
-        hint = "the sign is turned: σ falls while sampling, so (sigma_next - sigma) is negative"
+        hint = tr("the sign is turned: σ falls while sampling, so (sigma_next - sigma) is negative")
     elif _close(given, sample - sigma * velocity):
-        hint = "that jumps straight to σ = 0 (x - σ v is the predicted clean latent); step only to sigma_next"
+        hint = tr("that jumps straight to σ = 0 (x - σ v is the predicted clean latent); step only to sigma_next")
     else:
-        hint = "expected sample + (sigma_next - sigma) * velocity"
-    return verdict(False, "", f"your step differs from scheduler.step by {(given - expected).abs().max():.3g}: {hint}.")
+        hint = tr("expected sample + (sigma_next - sigma) * velocity")
+    difference = (given - expected).abs().max()
+    failure = tr("your step differs from scheduler.step by {difference:.3g}: {hint}.", difference=difference, hint=hint)
+    return verdict(False, "", failure)
 
 
 def check_ddpm_sigma(fn: Callable | None) -> bool:
@@ -100,27 +126,32 @@ def check_ddpm_sigma(fn: Callable | None) -> bool:
     from diffusers import DDPMScheduler
 
     if fn is None:
-        return not_attempted("my_ddpm_sigma(alphas_cumprod)")
+        return not_attempted(tr("my_ddpm_sigma(alphas_cumprod)"))
     alphas_cumprod = DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012).alphas_cumprod
     a, b = alphas_cumprod.sqrt(), (1 - alphas_cumprod).sqrt()
     expected = b / (a + b)
     given, problem = _call(fn, alphas_cumprod.clone())
     if given is None:
-        return verdict(False, "", f"{problem}.")
+        return verdict(False, "", problem)
     if _close(given, expected):
         return verdict(
             True,
-            f"t = 0 is σ = {expected[0]:.4f}, t = 999 is σ = {expected[-1]:.4f}: SD 1.5's cleanest training image "
-            f"carries {expected[0]:.1%} noise on the flow-matching scale, and its noisiest still holds "
-            f"{1 - expected[-1]:.1%} of the image.",
+            tr(
+                "t = 0 is σ = {first:.4f}, t = 999 is σ = {last:.4f}: SD 1.5's cleanest training image "
+                "carries {first:.1%} noise on the flow-matching scale, and its noisiest still holds "
+                "{kept:.1%} of the image.",
+                first=expected[0],
+                last=expected[-1],
+                kept=1 - expected[-1],
+            ),
             "",
         )
     if _close(given, b):
-        hint = "that is sqrt(1 - alphas_cumprod) alone; divide it by sqrt(a) + sqrt(1 - a)"
+        hint = tr("that is sqrt(1 - alphas_cumprod) alone; divide it by sqrt(a) + sqrt(1 - a)")
     elif _close(given, 1 - alphas_cumprod):
-        hint = "that is 1 - alphas_cumprod; take square roots: b = sqrt(1 - a), then b / (sqrt(a) + b)"
+        hint = tr("that is 1 - alphas_cumprod; take square roots: b = sqrt(1 - a), then b / (sqrt(a) + b)")
     elif _close(given, a / (a + b)):
-        hint = "that is 1 - σ, the image's share; σ is the noise's share b / (a + b)"
+        hint = tr("that is 1 - σ, the image's share; σ is the noise's share b / (a + b)")
     else:
-        hint = "expected sqrt(1 - a) / (sqrt(a) + sqrt(1 - a)) with a = alphas_cumprod"
-    return verdict(False, "", f"your sigmas differ from the expected ones: {hint}.")
+        hint = tr("expected sqrt(1 - a) / (sqrt(a) + sqrt(1 - a)) with a = alphas_cumprod")
+    return verdict(False, "", tr("your sigmas differ from the expected ones: {hint}.", hint=hint))
