@@ -163,3 +163,9 @@ def test_both_readmes_carry_the_same_glossary():
     """The glossary is the translators' word list: README.md and README.zh-CN.md show the same table."""
     english, chinese = _glossary(ROOT / "README.md"), _glossary(ROOT / "README.zh-CN.md")
     assert len(english) > 50 and english == chinese, set(english) ^ set(chinese)
+
+
+def test_the_chinese_readme_has_no_line_break_inside_chinese_text():
+    text = (ROOT / "README.zh-CN.md").read_text(encoding="utf-8")
+    joined = sync.join_wrapped_lines(text)
+    assert joined == text, "a line break between Chinese characters shows as a space: join the lines of README.zh-CN.md"
