@@ -293,6 +293,7 @@ def setup(
     set_seed(seed)
     hide_loading_bars()
     quiet_quantizer_imports()
+    figures_inline = inline_figures()
     course = Course(chosen_mode, device, dtype, endpoint, Path(constants.HF_HOME), hub_ok, seed, rehearsing)
     models = tr("real checkpoints") if chosen_mode == "full" else tr("the course's small models, trained on emoji")
     if rehearsing:
@@ -309,7 +310,7 @@ def setup(
         (tr("token"), _token_status()),
         (tr("seed"), str(seed)),
         (tr("progress"), tr("download bars on; loading-from-disk bars hidden")),
-        *([(tr("figures"), tr("inline (MPLBACKEND=Agg would draw none)"))] if inline_figures() else []),
+        *([(tr("figures"), tr("inline (MPLBACKEND=Agg would draw none)"))] if figures_inline else []),
     ]
     print("course_utils.setup()\n" + "\n".join(f"  {_pad(label)}: {value}" for label, value in rows))
     return course
