@@ -16,6 +16,7 @@ from course_utils import i18n
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "course_utils"
 SOURCES = sorted(PACKAGE.rglob("*.py"))
+TREES = {path: ast.parse(path.read_text(encoding="utf-8")) for path in SOURCES}  # each file parsed once
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
@@ -32,7 +33,7 @@ def _templates() -> dict[str, list[str]]:
     """Every English template passed to tr()/msg() in course_utils, with where it is written."""
     found: dict[str, list[str]] = {}
     for path in SOURCES:
-        for _, call in _calls(ast.parse(path.read_text(encoding="utf-8")), {"tr", "msg"}):
+        for _, call in _calls(TREES[path], {"tr", "msg"}):
             where = f"{path.relative_to(ROOT)}:{call.lineno}"
             first = call.args[0] if call.args else None
             if isinstance(first, ast.Constant) and isinstance(first.value, str):
@@ -50,7 +51,7 @@ def test_the_code_writes_messages_with_tr():
 def test_every_tr_call_fills_exactly_the_placeholders_of_its_template():
     problems = []
     for path in SOURCES:
-        for name, call in _calls(ast.parse(path.read_text(encoding="utf-8")), {"tr"}):
+        for name, call in _calls(TREES[path], {"tr"}):
             where = f"{path.relative_to(ROOT)}:{call.lineno}"
             first = call.args[0] if call.args else None
             if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
@@ -67,11 +68,11 @@ def test_every_tr_call_fills_exactly_the_placeholders_of_its_template():
 def test_tr_and_msg_take_a_plain_string_so_the_catalogue_can_find_it():
     problems = []
     for path in SOURCES:
-        for name, call in _calls(ast.parse(path.read_text(encoding="utf-8")), {"msg"}):
+        for name, call in _calls(TREES[path], {"msg"}):
             first = call.args[0] if call.args else None
             if not (isinstance(first, ast.Constant) and isinstance(first.value, str)):
                 problems.append(f"{path.relative_to(ROOT)}:{call.lineno}: msg() needs a string literal")
-        for name, call in _calls(ast.parse(path.read_text(encoding="utf-8")), {"tr"}):
+        for name, call in _calls(TREES[path], {"tr"}):
             if call.args and isinstance(call.args[0], ast.JoinedStr):
                 problems.append(
                     f"{path.relative_to(ROOT)}:{call.lineno}: tr(f'...') cannot be looked up; "
@@ -126,7 +127,7 @@ def _is_translated(node: ast.AST | None) -> bool:
 def test_every_exercise_verdict_and_hint_goes_through_tr():
     problems = []
     for path in sorted((PACKAGE / "exercises").glob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
+        tree = TREES[path]
         for name, call in _calls(tree, {"verdict", "not_attempted"}):
             messages = call.args[1:3] if name == "verdict" else call.args[:1]
             messages += [k.value for k in call.keywords if k.arg in ("success", "failure", "what")]

@@ -14,7 +14,6 @@ import pytest
 from notebook_code import LESSONS
 
 ROOT = Path(__file__).resolve().parents[1]
-CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
 def _load_sync():
