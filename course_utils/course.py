@@ -19,7 +19,7 @@ from course_utils.checks.values import (
     require_seed,
 )
 from course_utils.i18n import set_lang, tr
-from course_utils.progress import hide_loading_bars, quiet_quantizer_imports
+from course_utils.progress import hide_loading_bars, quiet_quantizer_warnings
 
 MODES = ("smoke", "full")
 # Smoke mode's trained emoji models are tiny (8 x 8 latents, 32 px pixels): 20 steps cost well under a second.
@@ -292,7 +292,7 @@ def setup(
     threads = pick_threads(chosen_mode)
     set_seed(seed)
     hide_loading_bars()
-    quiet_quantizer_imports()
+    quiet_quantizer_warnings()
     figures_inline = inline_figures()
     course = Course(chosen_mode, device, dtype, endpoint, Path(constants.HF_HOME), hub_ok, seed, rehearsing)
     models = tr("real checkpoints") if chosen_mode == "full" else tr("the course's small models, trained on emoji")

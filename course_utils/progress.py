@@ -3,6 +3,8 @@ clutter."""
 
 from __future__ import annotations
 
+import logging
+
 
 def hide_loading_bars() -> None:
     """Hide diffusers' "Loading pipeline components" and transformers' "Loading weights" bars, which flash by for
@@ -18,34 +20,33 @@ def hide_loading_bars() -> None:
         enable_progress_bars()  # ...so switch them back on, unless HF_HUB_DISABLE_PROGRESS_BARS asked for that
 
 
-# Loggers that print harmless warnings when diffusers first imports its quantization backends: torchao 0.18 registers
-# enums in a way torch 2.14 deprecates, diffusers 0.42 looks for torchao tensor classes that moved, and bitsandbytes
-# 0.50 looks for an optional `kernels` package on a CPU. None of them affects a lesson, and they would appear in the
-# first diffusers cell of every lesson.
-QUANTIZER_LOGGERS = (
-    "torch.utils._pytree",
-    "diffusers.quantizers.torchao.torchao_quantizer",
-    "bitsandbytes.backends.cpu.ops",
-)
+# Harmless warnings that diffusers' first import of its quantization backends prints, by logger: torchao 0.18
+# registers enums in a way torch 2.14 deprecates, diffusers 0.42 looks for torchao tensor classes that moved, and
+# bitsandbytes 0.50 looks for an optional `kernels` package on a CPU. None of them affects a lesson, and they would
+# appear in the first cell of every lesson that loads a model.
+QUANTIZER_WARNINGS = {
+    "torch.utils._pytree": "Calling register_constant() on Enum subclasses is deprecated",
+    "diffusers.quantizers.torchao.torchao_quantizer": "Unable to import `torchao` Tensor objects",
+    "bitsandbytes.backends.cpu.ops": "Failed to load CPU gemm_4bit_forward from kernels-community",
+}
 
 
-def quiet_quantizer_imports() -> None:
-    """Import diffusers' torchao quantizer (and with it torchao, and bitsandbytes where installed) once, with the
-    loggers of QUANTIZER_LOGGERS at ERROR; later imports are cached, so the lessons' cells stay clean."""
-    import importlib
-    import importlib.util
-    import logging
+class DropMessage(logging.Filter):
+    """A logging filter that drops the records whose message contains `phrase`, and lets every other record pass."""
 
-    if importlib.util.find_spec("torchao") is None:
-        return
-    loggers = [logging.getLogger(name) for name in QUANTIZER_LOGGERS]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.ERROR)
-    try:
-        importlib.import_module("diffusers.quantizers.torchao.torchao_quantizer")
-        if importlib.util.find_spec("bitsandbytes") is not None:
-            importlib.import_module("bitsandbytes")
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
+    def __init__(self, phrase: str) -> None:
+        super().__init__()
+        self.phrase = phrase
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.phrase not in record.getMessage()
+
+
+def quiet_quantizer_warnings() -> None:
+    """Drop the messages of QUANTIZER_WARNINGS, and only those: other warnings of the same loggers still show. This
+    imports nothing; the filters wait on the loggers until diffusers first imports its quantizers (on the first
+    model load)."""
+    for name, phrase in QUANTIZER_WARNINGS.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DropMessage) and f.phrase == phrase for f in logger.filters):
+            logger.addFilter(DropMessage(phrase))

@@ -231,13 +231,10 @@ def flowers_parquet(images: list[Path]) -> bytes:
     return buffer.getvalue()
 
 
-def run_python(code: str, endpoint: str, hf_home: Path, timeout: float = 120, **env: str):
-    """Run `code` in a fresh Python (libraries read HF_ENDPOINT at import) against `endpoint`, full
-    mode."""
-    import sys
-
-    full_env = {
-        **os.environ,
+def hub_env(endpoint: str, hf_home: Path, **env: str) -> dict[str, str | None]:
+    """What a fresh Python needs to use the mirror at `endpoint`, in full mode, with short timeouts; `env` on top.
+    HF_HUB_OFFLINE is None: remove it (make test sets it)."""
+    return {
         "HF_ENDPOINT": endpoint,
         "HF_HOME": str(hf_home),
         "COURSE_MODE": "full",
@@ -245,20 +242,46 @@ def run_python(code: str, endpoint: str, hf_home: Path, timeout: float = 120, **
         "HF_HUB_ETAG_TIMEOUT": "2",
         "PYTHONUNBUFFERED": "1",
         "PYTHONPATH": os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]),
+        "HF_HUB_OFFLINE": None,
         **env,
     }
-    full_env.pop("HF_HUB_OFFLINE", None)
-    started = time.monotonic()
-    result = subprocess.run(
+
+
+def start_python(code: str, endpoint: str, hf_home: Path, **env: str) -> subprocess.Popen:
+    """Start `code` in a fresh Python (libraries read HF_ENDPOINT at import) against `endpoint`, full mode; collect
+    it with finish_python. Several can run side by side."""
+    import sys
+
+    full_env = {**os.environ, **hub_env(endpoint, hf_home, **env)}
+    full_env = {key: value for key, value in full_env.items() if value is not None}
+    process = subprocess.Popen(
         [sys.executable, "-c", code],
         env=full_env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout,
         cwd=REPO_ROOT,
     )
-    result.seconds = time.monotonic() - started
+    process.started = time.monotonic()
+    return process
+
+
+def finish_python(process: subprocess.Popen, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Wait for a start_python process (killed after `timeout` s); its result, with `.seconds` since the start."""
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        raise
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+    result.seconds = time.monotonic() - process.started
     return result
+
+
+def run_python(code: str, endpoint: str, hf_home: Path, timeout: float = 120, **env: str):
+    """Run `code` in a fresh Python against `endpoint` (see start_python) and wait for it."""
+    return finish_python(start_python(code, endpoint, hf_home, **env), timeout)
 
 
 # --------------------------------------------------------------------------------------------------

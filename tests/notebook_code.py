@@ -97,9 +97,9 @@ def notebook_definitions(notebook: str | Path, marker: str, names: set[str], **n
     return namespace
 
 
-def execute_notebook(notebook: str | Path, **env: str) -> nbformat.NotebookNode:
-    """Execute a whole lesson in a fresh kernel, in the notebooks/ folder, with `env` added to the environment;
-    return the notebook with its outputs."""
+def execute_notebook(notebook: str | Path, **env: str | None) -> nbformat.NotebookNode:
+    """Execute a whole lesson in a fresh kernel, in its own folder, with `env` added to the environment (a value of
+    None removes that variable); return the notebook with its outputs."""
     import os
 
     from nbclient import NotebookClient
@@ -107,5 +107,7 @@ def execute_notebook(notebook: str | Path, **env: str) -> nbformat.NotebookNode:
     path = notebook_path(notebook)
     nb = read_notebook(path)
     where = {"metadata": {"path": str(path.parent)}}
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources=where).execute(env={**os.environ, **env})
+    environ = {**os.environ, **env}
+    environ = {key: value for key, value in environ.items() if value is not None}
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources=where).execute(env=environ)
     return nb

@@ -1,17 +1,20 @@
 """The download path end to end through a real hub mirror (olah serving the course's own models and
 a flowers-like dataset offline): course.model, plain from_pretrained, `hf download`, course.dataset
-and lesson 00. Each check runs in a fresh Python: the hub libraries read HF_ENDPOINT at import."""
+and lesson 00. The checks run in fresh Pythons, since the hub libraries read HF_ENDPOINT at import; the course's
+own calls share one (COURSE_CALLS)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import mirror
 import pytest
-from notebook_code import notebook_path, read_notebook
+from notebook_code import execute_notebook
 
 SHIPPED = mirror.REPO_ROOT / "data" / "models"
 
@@ -21,30 +24,82 @@ def _ok(result) -> str:
     return result.stdout
 
 
-def test_course_model_downloads_through_the_mirror_then_uses_the_cache(olah_mirror, tmp_path):
-    code = """
+# The course's own calls, one part after another in one Python (each new Python spends about 5 s importing torch
+# and diffusers): a model download then its cache, the lesson 04 dataset call, the chain's last steps, then the first
+# import of a pipeline class. Each part prints a "== part" line, and each test reads its own part.
+COURSE_CALLS = """
 import course_utils
+from course_utils import hub_datasets
 course = course_utils.setup()
 assert course.hub_ok and not course.smoke
+print("== model")
 first = course.model("ddpm-cat")
 second = course.model("ddpm-cat")
 assert first == second
 print("FOLDER", first)
+print("== dataset")
+flowers = course.dataset("flowers")
+print("ROWS", len(flowers), flowers.column_names, flowers[0]["image"].size)
+print("== local copy")
+try:
+    hub_datasets.load_image_dataset("someone/no-such-dataset", hub_ok=True)
+except Exception as err:
+    print("MISSING", type(err).__name__)
+def refuse(*args, **kwargs):
+    raise ConnectionError("mirror refused")
+hub_datasets.from_hub = hub_datasets.from_snapshot = hub_datasets.from_parquet_branch = refuse
+print("LOCAL", len(hub_datasets.load_image_dataset("flowers", hub_ok=True, local_dir="data/emoji")))
+print("SHIPPED", len(hub_datasets.load_image_dataset("flowers", hub_ok=True, local_dir="no-such-folder")))
+print("== first model class")
+from diffusers import StableDiffusion3Pipeline
+print(StableDiffusion3Pipeline.__name__)
 """
-    out = _ok(mirror.run_python(code, olah_mirror.url, tmp_path / "hf"))
-    assert f"endpoint  : {olah_mirror.url}" in out and "hub       : reachable (answered" in out
+
+
+@pytest.fixture(scope="module")
+def course_calls(olah_mirror, tmp_path_factory) -> SimpleNamespace:
+    """COURSE_CALLS run once against the mirror with an empty cache: its HF_HOME, the output of each part (`parts`),
+    and all it wrote to stderr."""
+    hf_home = tmp_path_factory.mktemp("course-calls") / "hf"
+    result = mirror.run_python(COURSE_CALLS, olah_mirror.url, hf_home)
+    out = _ok(result)
+    parts = dict(part.split("\n", 1) for part in out.split("== ")[1:])
+    return SimpleNamespace(hf_home=hf_home, parts={"setup": out.split("== ")[0], **parts}, stderr=result.stderr)
+
+
+def test_course_model_downloads_through_the_mirror_then_uses_the_cache(olah_mirror, course_calls):
+    hf_home, parts = course_calls.hf_home, course_calls.parts
+    assert f"endpoint  : {olah_mirror.url}" in parts["setup"] and "hub       : reachable (answered" in parts["setup"]
+    out = parts["model"]
     lines = [line for line in out.splitlines() if line.startswith("model 'ddpm-cat'")]
     assert len(lines) == 2 and ": downloaded ->" in lines[0] and ": hub cache ->" in lines[1], lines
     assert "downloading google/ddpm-cat-256 from " + olah_mirror.url in out
     folder = Path(out.split("FOLDER ")[1].split()[0])
-    assert str(folder).startswith(str(tmp_path / "hf"))
+    assert str(folder).startswith(str(hf_home))
     name = "diffusion_pytorch_model.safetensors"
     assert (folder / name).read_bytes() == (SHIPPED / "emoji-ddpm" / name).read_bytes()
 
 
-@pytest.mark.slow
-def test_plain_from_pretrained_of_each_class_works_through_the_mirror(olah_mirror, tmp_path):
-    code = """
+def test_lesson_04_dataset_call_loads_flowers_through_the_mirror(olah_mirror, course_calls):
+    out = course_calls.parts["dataset"]
+    assert "ROWS 12 ['image'] (64, 64)" in out
+    assert (
+        f"1. load_dataset via {olah_mirror.url[7:]}" in out
+        and " ok " in out.split("1. load_dataset")[1].splitlines()[0]
+    )
+
+
+def test_local_copy_and_shipped_steps_when_the_mirror_lacks_the_repo(course_calls):
+    """A repo the mirror lacks stops the chain (a typo must not be hidden).
+
+    A local copy is used when the hub steps fail for another reason, the shipped dataset last."""
+    out = course_calls.parts["local copy"]
+    assert "MISSING" in out and "LOCAL 1870" in out and "SHIPPED 1870" in out, out
+    assert "shipped offline dataset 'emoji' INSTEAD of huggan/flowers-102-categories" in out
+
+
+# The calls a learner copies from the diffusers docs, in a Python where course_utils is never imported.
+PLAIN_CALLS = """
 import torch
 from diffusers import AutoPipelineForText2Image, DiffusionPipeline, UNet2DModel
 from safetensors.torch import load_file
@@ -58,8 +113,30 @@ ref = load_file("data/models/emoji-sd/unet/diffusion_pytorch_model.safetensors")
 assert all(torch.equal(sd.unet.state_dict()[k], v) for k, v in ref.items())
 print("AUTO", type(sd).__name__)
 """
-    out = _ok(mirror.run_python(code, olah_mirror.url, tmp_path / "hf"))
+
+
+@pytest.fixture(scope="module")
+def plain_calls(olah_mirror, tmp_path_factory) -> subprocess.CompletedProcess:
+    """PLAIN_CALLS run once against the mirror with an empty cache."""
+    return mirror.run_python(PLAIN_CALLS, olah_mirror.url, tmp_path_factory.mktemp("plain-calls") / "hf")
+
+
+@pytest.mark.slow
+def test_plain_from_pretrained_of_each_class_works_through_the_mirror(plain_calls):
+    out = _ok(plain_calls)
     assert "PIPE DDPMPipeline" in out and "AUTO StableDiffusionPipeline" in out
+
+
+def test_setup_keeps_the_quantizer_import_warnings_out_of_the_lessons(plain_calls, course_calls):
+    """With torchao installed (lesson 10), diffusers' first import of its quantizers prints three harmless warnings.
+    setup() filters exactly those messages, without importing the quantizers itself, so a lesson's first model load
+    prints none. The plain calls, without setup(), show that the warnings are there to be filtered."""
+    if importlib.util.find_spec("torchao") is None:
+        pytest.skip("torchao is not installed: diffusers prints no quantizer warnings to filter")
+    assert "Unable to import `torchao` Tensor objects" in _ok(plain_calls) + plain_calls.stderr
+    assert course_calls.parts["first model class"].strip() == "StableDiffusion3Pipeline"
+    for text in ("Unable to import `torchao`", "register_constant()", "gemm_4bit_forward"):
+        assert text not in course_calls.stderr, course_calls.stderr
 
 
 def test_hf_download_with_include_fetches_only_the_matching_files(olah_mirror, tmp_path):
@@ -85,21 +162,6 @@ def test_hf_download_with_include_fetches_only_the_matching_files(olah_mirror, t
     assert got == ["config.json", "model_index.json", "scheduler_config.json"]
     assert json.loads((tmp_path / "cat" / "config.json").read_text()) == json.loads(
         (SHIPPED / "emoji-ddpm" / "config.json").read_text()
-    )
-
-
-def test_lesson_04_dataset_call_loads_flowers_through_the_mirror(olah_mirror, tmp_path):
-    code = """
-import course_utils
-course = course_utils.setup()
-flowers = course.dataset("flowers")
-print("ROWS", len(flowers), flowers.column_names, flowers[0]["image"].size)
-"""
-    out = _ok(mirror.run_python(code, olah_mirror.url, tmp_path / "hf"))
-    assert "ROWS 12 ['image'] (64, 64)" in out
-    assert (
-        f"1. load_dataset via {olah_mirror.url[7:]}" in out
-        and " ok " in out.split("1. load_dataset")[1].splitlines()[0]
     )
 
 
@@ -133,42 +195,8 @@ print("CHAIN", len(chain))
 
 
 @pytest.mark.slow
-def test_local_copy_and_shipped_steps_when_the_mirror_lacks_the_repo(olah_mirror, tmp_path):
-    """A repo the mirror lacks stops the chain (a typo must not be hidden).
-
-    A local copy is used when the hub steps fail for another reason, the shipped dataset last."""
-    code = """
-import course_utils
-from course_utils import hub_datasets
-course = course_utils.setup()
-try:
-    hub_datasets.load_image_dataset("someone/no-such-dataset", hub_ok=True)
-except Exception as err:
-    print("MISSING", type(err).__name__)
-def refuse(*args, **kwargs):
-    raise ConnectionError("mirror refused")
-hub_datasets.from_hub = hub_datasets.from_snapshot = hub_datasets.from_parquet_branch = refuse
-print("LOCAL", len(hub_datasets.load_image_dataset("flowers", hub_ok=True, local_dir="data/emoji")))
-print("SHIPPED", len(hub_datasets.load_image_dataset("flowers", hub_ok=True, local_dir="no-such-folder")))
-"""
-    out = _ok(mirror.run_python(code, olah_mirror.url, tmp_path / "hf"))
-    assert "MISSING" in out and "LOCAL 1870" in out and "SHIPPED 1870" in out, out
-    assert "shipped offline dataset 'emoji' INSTEAD of huggan/flowers-102-categories" in out
-
-
-@pytest.mark.slow
 def test_lesson_00_runs_against_the_mirror(olah_mirror, tmp_path):
-    lesson = notebook_path("00_setup.ipynb")
-    code = f"""
-import nbformat
-from nbconvert.preprocessors import ExecutePreprocessor
-nb = nbformat.read({str(lesson)!r}, as_version=4)
-run = ExecutePreprocessor(timeout=120, kernel_name="python3")
-run.preprocess(nb, {{"metadata": {{"path": {str(lesson.parent)!r}}}}})
-nbformat.write(nb, {str(tmp_path / "00.ipynb")!r})
-"""
-    _ok(mirror.run_python(code, olah_mirror.url, tmp_path / "hf", timeout=180))
-    nb = read_notebook(tmp_path / "00.ipynb")
+    nb = execute_notebook("00_setup.ipynb", **mirror.hub_env(olah_mirror.url, tmp_path / "hf"))
     text = "\n".join(
         o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "stream"
     )
