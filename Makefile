@@ -55,11 +55,11 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# The English lessons, and two Chinese twins (notebooks/zh/, from the zh/ folder's relative paths); `make lessons` runs all.
+# The English lessons. Their Chinese twins have the same code (tests/test_translations.py); tests/test_figures.py
+# executes the twin of 04, and `make lessons` runs them all.
 LESSON_FILES := $(sort $(wildcard notebooks/*.ipynb))
-ZH_TESTED    := notebooks/zh/00_setup.ipynb notebooks/zh/04_datasets.ipynb
 test: lint $(OLAH_STAMP)
-	$(TEST_ENV) $(PYTEST) tests $(LESSON_FILES) $(ZH_TESTED) $(NBVAL)
+	$(TEST_ENV) $(PYTEST) tests $(LESSON_FILES) $(NBVAL)
 
 # The inner loop: the tests in tests/ (or TESTS=tests/test_x.py) without those marked slow (pyproject.toml), and no
 # lesson executed.
@@ -71,7 +71,7 @@ test-unit: $(STAMP) $(OLAH_STAMP)
 	$(TEST_ENV) $(PYTEST) tests
 
 test-notebooks: $(STAMP)
-	$(TEST_ENV) $(PYTEST) $(LESSON_FILES) $(ZH_TESTED) $(NBVAL)
+	$(TEST_ENV) $(PYTEST) $(LESSON_FILES) $(NBVAL)
 
 # Executes every lesson and every Chinese twin headless (mode as COURSE_MODE says, default by hardware) into
 # build/lessons/ and build/lessons/zh/, with outputs.
