@@ -67,14 +67,20 @@ def olah_mirror(tmp_path_factory):
 # file collected last would leave one worker running alone at the end; starting with the long ones lets the short
 # ones fill the gaps. A file not listed runs after these, in the usual order.
 LONG_FIRST = (
-    "tests/test_emoji_models.py",
-    "tests/test_bench.py",
-    "notebooks/05_train_ddpm.ipynb",
-    "tests/test_emoji_sd3.py",
-    "tests/test_checkpoint_kill.py",
+    "tests/test_mirror.py",
     "notebooks/09_flow_matching_and_transformers.ipynb",
-    "tests/test_training.py",
+    "tests/test_mirror_faults.py",
     "notebooks/07_text_to_image_from_scratch.ipynb",
+    "notebooks/10_big_models_small_gpus.ipynb",
+    "notebooks/08_lora_finetuning.ipynb",
+    "notebooks/05_train_ddpm.ipynb",
+    "tests/test_emoji_models.py",
+    "tests/test_training.py",
+    "tests/test_emoji_sd3.py",
+    "notebooks/03_autopipeline.ipynb",
+    "tests/test_course.py",
+    "notebooks/02_stable_diffusion_deconstructed.ipynb",
+    "notebooks/01_denoising_loop.ipynb",
 )
 
 
