@@ -65,22 +65,33 @@ def olah_mirror(tmp_path_factory):
 # The files that take longest on 2 cores, longest first (measured with `make test`'s --durations). pytest-xdist hands
 # whole files to the workers in collection order (--dist loadfile --no-loadscope-reorder in the Makefile), so a long
 # file collected last would leave one worker running alone at the end; starting with the long ones lets the short
-# ones fill the gaps. A file not listed runs after these, in the usual order.
+# ones fill the gaps. The files below take 7 s or more; a file not listed runs after these, in the usual order.
 LONG_FIRST = (
     "tests/test_mirror.py",
-    "notebooks/09_flow_matching_and_transformers.ipynb",
     "tests/test_mirror_faults.py",
+    "notebooks/09_flow_matching_and_transformers.ipynb",
     "notebooks/07_text_to_image_from_scratch.ipynb",
-    "notebooks/10_big_models_small_gpus.ipynb",
-    "notebooks/08_lora_finetuning.ipynb",
     "notebooks/05_train_ddpm.ipynb",
     "tests/test_emoji_models.py",
-    "tests/test_training.py",
+    "notebooks/10_big_models_small_gpus.ipynb",
     "tests/test_emoji_sd3.py",
+    "tests/test_training.py",
+    "notebooks/08_lora_finetuning.ipynb",
     "notebooks/03_autopipeline.ipynb",
-    "tests/test_course.py",
     "notebooks/02_stable_diffusion_deconstructed.ipynb",
     "notebooks/01_denoising_loop.ipynb",
+    "tests/test_lesson03.py",
+    "tests/test_rehearsal.py",
+    "tests/test_figures.py",
+    "tests/test_checkpoint_kill.py",
+    "notebooks/06_attention_maps.ipynb",
+    "notebooks/04_datasets.ipynb",
+    "tests/test_bench.py",
+    "tests/test_course.py",
+    "tests/test_lora.py",
+    "tests/test_plain_calls.py",
+    "tests/test_paths.py",
+    "notebooks/00_setup.ipynb",
 )
 
 
