@@ -55,7 +55,7 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# The English lessons. Their Chinese twins have the same code (tests/test_translations.py); tests/test_figures.py
+# The English lessons. Their Chinese twins have the same code (tests/test_translations.py); tests/test_rehearsal.py
 # executes the twin of 04, and `make lessons` runs them all.
 LESSON_FILES := $(sort $(wildcard notebooks/*.ipynb))
 test: lint $(OLAH_STAMP)

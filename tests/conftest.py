@@ -82,7 +82,6 @@ LONG_FIRST = (
     "notebooks/01_denoising_loop.ipynb",
     "tests/test_lesson03.py",
     "tests/test_rehearsal.py",
-    "tests/test_figures.py",
     "tests/test_checkpoint_kill.py",
     "notebooks/06_attention_maps.ipynb",
     "notebooks/04_datasets.ipynb",
