@@ -6,7 +6,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.course-installed
 # Tests never touch the network or your own Hugging Face cache.
 # One thread: the tiny smoke models gain nothing from more, and lose a lot when the cores are shared.
-TEST_ENV := COURSE_MODE=smoke HF_HUB_OFFLINE=1 HF_HOME=$(CURDIR)/build/test-hf-home MPLBACKEND=Agg PYTHONHASHSEED=0 OMP_NUM_THREADS=1
+# PYTHONDONTWRITEBYTECODE emptied: some images set it, and then each test process rewrites and compiles every test
+# module again (pytest keeps them in __pycache__ otherwise), about 3 s per process.
+TEST_ENV := COURSE_MODE=smoke HF_HUB_OFFLINE=1 HF_HOME=$(CURDIR)/build/test-hf-home MPLBACKEND=Agg PYTHONHASHSEED=0 OMP_NUM_THREADS=1 \
+	PYTHONDONTWRITEBYTECODE=
 # Root (AutoDL, containers) must opt in to run JupyterLab.
 # No "get Jupyter news?" pop-up and no update check: the course pins its JupyterLab.
 LAB_ARGS := --notebook-dir=notebooks --LabApp.news_url=None \
