@@ -279,6 +279,12 @@ def finish_python(process: subprocess.Popen, timeout: float = 120) -> subprocess
     return result
 
 
+def ok(result: subprocess.CompletedProcess) -> str:
+    """The stdout of a finished run, after checking that it exited with 0 (else its output's end is the message)."""
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
 def run_python(code: str, endpoint: str, hf_home: Path, timeout: float = 120, **env: str):
     """Run `code` in a fresh Python against `endpoint` (see start_python) and wait for it."""
     return finish_python(start_python(code, endpoint, hf_home, **env), timeout)

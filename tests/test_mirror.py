@@ -19,11 +19,6 @@ from notebook_code import execute_notebook
 SHIPPED = mirror.REPO_ROOT / "data" / "models"
 
 
-def _ok(result) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result.stdout
-
-
 # The course's own calls, one part after another in one Python (each new Python spends about 5 s importing torch
 # and diffusers): a model download then its cache, the lesson 04 dataset call, the chain's last steps, then the first
 # import of a pipeline class. Each part prints a "== part" line, and each test reads its own part.
@@ -62,7 +57,7 @@ def course_calls(olah_mirror, tmp_path_factory) -> SimpleNamespace:
     and all it wrote to stderr."""
     hf_home = tmp_path_factory.mktemp("course-calls") / "hf"
     result = mirror.run_python(COURSE_CALLS, olah_mirror.url, hf_home)
-    out = _ok(result)
+    out = mirror.ok(result)
     parts = dict(part.split("\n", 1) for part in out.split("== ")[1:])
     return SimpleNamespace(hf_home=hf_home, parts={"setup": out.split("== ")[0], **parts}, stderr=result.stderr)
 
@@ -123,7 +118,7 @@ def plain_calls(olah_mirror, tmp_path_factory) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_plain_from_pretrained_of_each_class_works_through_the_mirror(plain_calls):
-    out = _ok(plain_calls)
+    out = mirror.ok(plain_calls)
     assert "PIPE DDPMPipeline" in out and "AUTO StableDiffusionPipeline" in out
 
 
@@ -133,7 +128,7 @@ def test_setup_keeps_the_quantizer_import_warnings_out_of_the_lessons(plain_call
     prints none. The plain calls, without setup(), show that the warnings are there to be filtered."""
     if importlib.util.find_spec("torchao") is None:
         pytest.skip("torchao is not installed: diffusers prints no quantizer warnings to filter")
-    assert "Unable to import `torchao` Tensor objects" in _ok(plain_calls) + plain_calls.stderr
+    assert "Unable to import `torchao` Tensor objects" in mirror.ok(plain_calls) + plain_calls.stderr
     assert course_calls.parts["first model class"].strip() == "StableDiffusion3Pipeline"
     for text in ("Unable to import `torchao`", "register_constant()", "gemm_4bit_forward"):
         assert text not in course_calls.stderr, course_calls.stderr
@@ -185,7 +180,7 @@ chain = hub_datasets.load_image_dataset("flowers", hub_ok=True)
 print("CHAIN", len(chain))
 """
     with mirror.faulty_mirror(olah_mirror.url, "pass") as proxy:
-        out = _ok(mirror.run_python(code, proxy.url, tmp_path / "hf"))
+        out = mirror.ok(mirror.run_python(code, proxy.url, tmp_path / "hf"))
     assert any("/revision/parquet" in r for r in proxy.requests)
     for step in ("STEP2 12", "STEP3 12", "CACHED 12", "CHAIN 12"):
         assert step in out, out
@@ -225,7 +220,7 @@ first = course_utils.setup(mirror=dead)
 second = course_utils.setup(mirror={olah_mirror.url!r})
 print("HUB_OK", first.hub_ok, second.hub_ok)
 """
-    out = _ok(mirror.run_python(code, olah_mirror.url, tmp_path / "hf"))
+    out = mirror.ok(mirror.run_python(code, olah_mirror.url, tmp_path / "hf"))
     states = [line for line in out.splitlines() if line.startswith("  hub ")]
     assert "NOT reachable (ConnectionRefusedError" in states[0], states
     assert (

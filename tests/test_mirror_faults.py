@@ -18,11 +18,6 @@ CAT = "google/ddpm-cat-256"
 pytestmark = pytest.mark.slow  # one fixture runs every scenario, about 25 s
 
 
-def _ok(result) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    return result.stdout
-
-
 SNAPSHOT = f"""
 from huggingface_hub import snapshot_download
 try:
@@ -156,9 +151,9 @@ def runs(olah_mirror, tmp_path_factory):
 
 def test_cut_download_completes_when_repeated_without_leftovers(runs):
     run = runs["cut download"]
-    first = _ok(run.result)
+    first = mirror.ok(run.result)
     run.proxy.faults = 0
-    second = _ok(mirror.run_python(SNAPSHOT, run.proxy.url, run.hf_home, timeout=120))
+    second = mirror.ok(mirror.run_python(SNAPSHOT, run.proxy.url, run.hf_home, timeout=120))
     assert "FAILED" in first and "DONE" in second, (first, second)
     name = "diffusion_pytorch_model.safetensors"
     got = next((run.hf_home / "hub").rglob(f"snapshots/*/{name}"))
@@ -168,7 +163,7 @@ def test_cut_download_completes_when_repeated_without_leftovers(runs):
 
 def test_course_model_survives_a_few_cuts(runs):
     run = runs["a few cuts"]
-    out = _ok(run.result)
+    out = mirror.ok(run.result)
     assert run.proxy.faults == 0 and ": downloaded ->" in out
     name = "diffusion_pytorch_model.safetensors"
     folder = Path(out.split("FOLDER ")[1].split()[0])
@@ -177,7 +172,7 @@ def test_course_model_survives_a_few_cuts(runs):
 
 
 def test_mirror_answering_5xx_is_reported_and_downloads_fail_fast(runs):
-    out, failed = _ok(runs["5xx setup"].result), _ok(runs["5xx download"].result)
+    out, failed = mirror.ok(runs["5xx setup"].result), mirror.ok(runs["5xx download"].result)
     assert "hub       : NOT reachable (answered 503 (server error)" in out
     assert "FAILED" in failed and int(failed.split("FAILED")[1].split()[1]) <= 30, failed
     assert "503" in failed
@@ -189,7 +184,7 @@ def _seconds(out: str) -> int:
 
 def test_stalled_mirror_is_found_out_by_setup_and_the_dataset_loads_offline(runs):
     """HEAD answered, GET never: setup() says so at once, and course.dataset does not wait."""
-    out = _ok(runs["stalled mirror"].result)
+    out = mirror.ok(runs["stalled mirror"].result)
     assert "hub       : NOT reachable (no answer to GET /api/models/google/ddpm-cat-256 within 1 s" in out
     assert "ROWS 1870" in out and "INSTEAD of huggan/flowers-102-categories" in out
     assert _seconds(out) < 20, out
@@ -197,7 +192,7 @@ def test_stalled_mirror_is_found_out_by_setup_and_the_dataset_loads_offline(runs
 
 def test_huggingface_hub_requests_are_bounded_when_the_mirror_stalls(runs):
     """huggingface_hub 2.x sends API calls with no timeout; bounded, they give up in seconds."""
-    out = _ok(runs["bounded requests"].result)
+    out = mirror.ok(runs["bounded requests"].result)
     assert "FAILED" in out, out
     assert int(out.split("FAILED")[1].split()[1]) <= 15
 
@@ -205,14 +200,14 @@ def test_huggingface_hub_requests_are_bounded_when_the_mirror_stalls(runs):
 def test_stalled_file_download_ends_with_a_message_that_names_the_wait(runs):
     """The API answers but the file never comes: the download says what it waits for, and gives up after
     huggingface_hub's 5 resumes (about 6 x (1 s + 1 s))."""
-    out = _ok(runs["stalled file"].result)
+    out = mirror.ok(runs["stalled file"].result)
     assert "waits at most 1 s for data: HF_HUB_DOWNLOAD_TIMEOUT" in out
     assert "FAILED ReadTimeout" in out and _seconds(out) < 40, out[-2000:]
 
 
 def test_stalled_dataset_files_end_the_network_steps_after_one_timeout(runs):
     """The API answers but no file comes: one step times out, the other network steps skip."""
-    out = _ok(runs["stalled dataset files"].result)
+    out = mirror.ok(runs["stalled dataset files"].result)
     steps = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
     assert "failed" in steps["1."] and "Timeout" in steps["1."], out
     for step in ("2.", "3."):
